@@ -1,0 +1,2 @@
+//! `vmm-img`: the qemu-img-compatible image tool (logic lives in the `block` crate).
+fn main() {}
