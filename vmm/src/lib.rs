@@ -1,0 +1,5 @@
+//! The machine side of the VMM: the control loop that owns the run state, the KVM machine, and the
+//! command line of the `vmm` binary. The monitor (QMP/HMP) lives in the `monitor` crate and reaches
+//! this crate only through plain-data requests (see `control`).
+
+pub mod machine;
