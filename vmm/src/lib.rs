@@ -2,4 +2,9 @@
 //! command line of the `vmm` binary. The monitor (QMP/HMP) lives in the `monitor` crate and reaches
 //! this crate only through plain-data requests (see `control`).
 
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod launch;
 pub mod machine;
+pub mod monitors;

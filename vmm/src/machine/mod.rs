@@ -58,6 +58,9 @@ pub enum SerialBackend {
     Chardev(String),
 }
 
+/// How a machine reports [`GuestEvent`]s to the control loop (usable from any thread).
+pub type GuestEventSender = tokio::sync::mpsc::UnboundedSender<GuestEvent>;
+
 /// A guest-initiated transition, reported by the machine to the control loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestEvent {

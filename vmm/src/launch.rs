@@ -1,0 +1,180 @@
+//! Start-up and shut-down of the whole process: from a parsed [`Config`] to a running machine
+//! with its monitors, and back to an exit code.
+//!
+//! Order (as QEMU): validate the configuration; daemonize (before any thread exists); open the
+//! monitors' sockets (waiting for a client where `wait=on`); build the machine; start the control
+//! loop; write the pid file; tell a daemonizing parent that we are up; serve until the control loop
+//! ends; then let every session flush (so `quit` gets its reply) and clean up.
+
+use std::time::Duration;
+
+use monitor::control::{ControlHandle, RunState};
+use monitor::events::{EventBus, SystemClock};
+use monitor::{KvmInfo, Monitor, MonitorConfig};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::{Config, MonitorArg};
+use crate::control::{ControlLoop, Policy};
+use crate::daemon::{Daemon, PidFile};
+
+/// Machine types accepted by `-machine`; all but `none` are our one machine model.
+const MACHINE_TYPES: &[&str] = &["none", "vmm", "pc", "q35", "microvm", "vmm-q35", "vmm-microvm"];
+
+/// Errors that end start-up with exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Machine(#[from] crate::machine::MachineError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs the VMM; returns the process exit code.
+pub fn run(config: Config) -> Result<u8, LaunchError> {
+    init_logging();
+    validate(&config)?;
+    let daemon = if config.daemonize { Some(Daemon::fork().map_err(LaunchError::Io)?) } else { None };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LaunchError::Io(format!("cannot start the runtime: {e}")))?;
+    let code = runtime.block_on(serve(config, daemon))?;
+    // Do not wait for stuck connections: every session has had its chance to flush.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(code)
+}
+
+async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError> {
+    let events = EventBus::new(Box::new(SystemClock));
+    events.set_runtime(tokio::runtime::Handle::current());
+    let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
+    let (state_tx, state_rx) = watch::channel(initial);
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let (_guest_tx, guest_rx) = mpsc::unbounded_channel();
+    let (signal_tx, signal_rx) = mpsc::unbounded_channel();
+
+    let monitor_config = MonitorConfig {
+        name: config.name.clone(),
+        uuid: config.uuid.clone().unwrap_or_else(|| MonitorConfig::default().uuid),
+        kvm: KvmInfo {
+            enabled: !config.is_machine_none(),
+            present: std::path::Path::new("/dev/kvm").exists(),
+        },
+        machine_type: config.machine_type.clone().unwrap_or_else(|| "vmm".into()),
+        memory_bytes: if config.is_machine_none() { 0 } else { config.machine_config().memory_bytes },
+        ..MonitorConfig::default()
+    };
+    let monitor = Monitor::new(monitor_config, events.clone(), ControlHandle::new(req_tx, state_rx));
+    let monitors = crate::monitors::start(&monitor, &config.monitors, config.nographic)
+        .await
+        .map_err(LaunchError::Config)?;
+
+    let machine = if config.is_machine_none() {
+        None
+    } else {
+        return Err(LaunchError::Config(
+            "this build runs only -machine none: the KVM machine is not available yet".into(),
+        ));
+    };
+    let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
+    let control = ControlLoop::new(machine, events, state_tx, policy, config.start_paused)?;
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("vmm: cannot start the control loop: {e}");
+                    let _ = exit_tx.send(1);
+                    return;
+                }
+            };
+            let exit = rt.block_on(control.run(req_rx, guest_rx, signal_rx));
+            let _ = exit_tx.send(exit.code);
+        })
+        .map_err(|e| LaunchError::Io(format!("cannot start the control thread: {e}")))?;
+
+    let pidfile = match &config.pidfile {
+        Some(p) => Some(PidFile::create(p).map_err(LaunchError::Io)?),
+        None => None,
+    };
+    if let Some(d) = daemon {
+        d.ready();
+    }
+    spawn_signal_forwarder(signal_tx);
+
+    let code = exit_rx.await.unwrap_or(1);
+    monitor.close();
+    monitor.wait_sessions_closed(Duration::from_secs(1)).await;
+    drop(monitors);
+    drop(pidfile);
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Checks what can be checked before anything is opened.
+fn validate(config: &Config) -> Result<(), LaunchError> {
+    if let Some(t) = &config.machine_type {
+        if t == "help" || t == "?" {
+            return Err(LaunchError::Config(format!("Supported machines are: {}", MACHINE_TYPES.join(", "))));
+        }
+        if !MACHINE_TYPES.contains(&t.as_str()) {
+            return Err(LaunchError::Config(format!(
+                "unsupported machine type: \"{t}\"\nUse -machine help to list supported machines"
+            )));
+        }
+    }
+    if config.daemonize {
+        if config.nographic {
+            return Err(LaunchError::Config("-nographic cannot be used with -daemonize".into()));
+        }
+        let uses_stdio = config.monitors.iter().any(|m| match m {
+            MonitorArg::Qmp(s) | MonitorArg::Monitor(s) => s == "stdio",
+            MonitorArg::Chardev(s) => s.starts_with("stdio"),
+            MonitorArg::Mon(_) => false,
+        }) || config.serial.iter().any(|s| s == "stdio");
+        if uses_stdio {
+            return Err(LaunchError::Config("cannot use stdio with -daemonize".into()));
+        }
+    }
+    if !config.drives.is_empty() || !config.devices.is_empty() || !config.netdevs.is_empty() {
+        return Err(LaunchError::Config(
+            "disks, devices and network back ends (-drive, -hda, -blockdev, -device, -netdev) are not supported yet"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VMM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// SIGINT, SIGTERM and SIGHUP shut the VM down through the control loop (SHUTDOWN event,
+/// `host-signal`), as QEMU does.
+fn spawn_signal_forwarder(tx: mpsc::UnboundedSender<i32>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, num) in [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+    ] {
+        let tx = tx.clone();
+        match signal(kind) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        if tx.send(num).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot handle signal {num}: {e}"),
+        }
+    }
+}
