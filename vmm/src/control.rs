@@ -396,15 +396,15 @@ mod tests {
     fn reset_from_paused_goes_to_prelaunch() {
         let mut h = harness(Policy::default(), false);
         assert_eq!(h.state(), RunState::Running);
-        h.call(ControlRequest::Stop);
+        assert_eq!(h.call(ControlRequest::Stop).0, Ok(()));
         h.events();
         assert_eq!(h.call(ControlRequest::SystemReset).0, Ok(()));
         assert_eq!(h.events(), vec![r#"RESET {"guest":false,"reason":"host-qmp-system-reset"}"#]);
         assert_eq!(h.state(), RunState::Prelaunch);
         // from running it stays running
-        h.call(ControlRequest::Cont);
+        assert_eq!(h.call(ControlRequest::Cont).0, Ok(()));
         h.events();
-        h.call(ControlRequest::SystemReset);
+        assert_eq!(h.call(ControlRequest::SystemReset).0, Ok(()));
         assert_eq!(h.state(), RunState::Running);
     }
 
@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(h.events(), vec!["STOP"]);
         assert_eq!(h.state(), RunState::InternalError);
         assert!(h.call(ControlRequest::Cont).0.is_err());
-        h.call(ControlRequest::SystemReset);
+        assert_eq!(h.call(ControlRequest::SystemReset).0, Ok(()));
         assert_eq!(h.state(), RunState::Prelaunch);
         assert_eq!(h.call(ControlRequest::Cont).0, Ok(()));
         assert_eq!(h.state(), RunState::Running);
