@@ -79,7 +79,9 @@ impl Registry {
             let fut = f(monitor, args);
             Box::pin(async move {
                 let r = fut.await?;
-                serde_json::to_value(r).map_err(|e| QmpError::generic(e.to_string()))
+                let mut v = serde_json::to_value(r).map_err(|e| QmpError::generic(e.to_string()))?;
+                crate::qapi::output::strip_absent(&mut v, R::qapi_type());
+                Ok(v)
             })
         });
         self.index.insert(name, self.commands.len());

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod introspect;
+pub mod output;
 mod schema;
 
 pub use monitor_derive::Qapi;
