@@ -10,9 +10,15 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     Unix(PathBuf),
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     /// TCP with telnet option negotiation (QEMU's `-monitor telnet:...`).
-    Telnet { host: String, port: u16 },
+    Telnet {
+        host: String,
+        port: u16,
+    },
 }
 
 impl Address {

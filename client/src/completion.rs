@@ -129,7 +129,11 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
             None => Vec::new(),
         }
     };
-    let offset = if parent.is_empty() { 0 } else { parent.len() + 1 };
+    let offset = if parent.is_empty() {
+        0
+    } else {
+        parent.len() + 1
+    };
     let mut out: Vec<Pair> = members
         .iter()
         .filter(|m| m.name.starts_with(prefix))
@@ -137,7 +141,8 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
         .map(|m| {
             let nested = !schema.members(&m.type_name, &Map::new()).is_empty()
                 && schema.value_choices(&m.type_name).is_empty();
-            let suffix = if nested && schema.kind(&m.type_name) != crate::schema::ValueKind::String {
+            let suffix = if nested && schema.kind(&m.type_name) != crate::schema::ValueKind::String
+            {
                 "."
             } else {
                 "="
@@ -192,8 +197,15 @@ pub fn hint(data: &CompletionData, line: &str, pos: usize) -> Option<String> {
         if words.next().is_some() {
             return None;
         }
-        let list = if first == "info" { &data.hmp_info } else { &data.hmp_commands };
-        let cmd = data.hmp_commands.iter().find(|c| c.names.iter().any(|n| n == first))?;
+        let list = if first == "info" {
+            &data.hmp_info
+        } else {
+            &data.hmp_commands
+        };
+        let cmd = data
+            .hmp_commands
+            .iter()
+            .find(|c| c.names.iter().any(|n| n == first))?;
         if first == "info" {
             return (!list.is_empty()).then(|| "SUBCOMMAND (Tab lists them)".to_string());
         }
@@ -277,8 +289,7 @@ impl Helper for MonitorHelper {}
 /// True for input that starts a JSON object and stops before its end.
 pub fn json_incomplete(input: &str) -> bool {
     let t = input.trim_start();
-    t.starts_with('{')
-        && matches!(serde_json::from_str::<Value>(t), Err(e) if e.is_eof())
+    t.starts_with('{') && matches!(serde_json::from_str::<Value>(t), Err(e) if e.is_eof())
 }
 
 #[cfg(test)]
@@ -305,7 +316,10 @@ mod tests {
     #[test]
     fn command_names() {
         let d = qmp_data();
-        assert_eq!(replacements(&d, "query-st"), (0, vec!["query-status ".to_string()]));
+        assert_eq!(
+            replacements(&d, "query-st"),
+            (0, vec!["query-status ".to_string()])
+        );
         let (_, all) = replacements(&d, "");
         assert!(all.contains(&"block-stream ".to_string()));
         assert!(all.contains(&"wait-event ".to_string()));
@@ -314,7 +328,10 @@ mod tests {
     #[test]
     fn argument_names_and_values() {
         let d = qmp_data();
-        assert_eq!(replacements(&d, "block-stream dev"), (13, vec!["device=".to_string()]));
+        assert_eq!(
+            replacements(&d, "block-stream dev"),
+            (13, vec!["device=".to_string()])
+        );
         assert_eq!(
             replacements(&d, "block-stream device=x on-error=st"),
             (31, vec!["stop ".to_string()])
@@ -332,30 +349,47 @@ mod tests {
         assert!(names.contains(&"file.".to_string()), "{names:?}");
         let (start, names) = replacements(&d, "blockdev-add driver=qcow2 file.driver=file file.fi");
         assert_eq!(names, ["filename="]);
-        assert_eq!(start, "blockdev-add driver=qcow2 file.driver=file file.".len());
+        assert_eq!(
+            start,
+            "blockdev-add driver=qcow2 file.driver=file file.".len()
+        );
         assert_eq!(
             replacements(&d, "blockdev-add driver=qc"),
             (20, vec!["qcow2 ".to_string()])
         );
-        assert_eq!(replacements(&d, "wait-event ST"), (11, vec!["STOP ".to_string()]));
+        assert_eq!(
+            replacements(&d, "wait-event ST"),
+            (11, vec!["STOP ".to_string()])
+        );
     }
 
     #[test]
     fn hmp_completion() {
         let d = CompletionData {
             schema: None,
-            hmp_commands: parse_help("info [subcommand] -- show\nblock_stream device [speed [base]] -- copy\ncont|c  -- resume\n"),
+            hmp_commands: parse_help(
+                "info [subcommand] -- show\nblock_stream device [speed [base]] -- copy\ncont|c  -- resume\n",
+            ),
             hmp_info: parse_help("status  -- show status\nblock [-n] -- show block\n"),
             mode: Some(LineMode { hmp: true }),
         };
         assert_eq!(replacements(&d, "co"), (0, vec!["cont ".to_string()]));
-        assert_eq!(replacements(&d, "info st"), (5, vec!["status ".to_string()]));
-        assert_eq!(hint(&d, "block_stream ", 13).as_deref(), Some("device [speed [base]]"));
+        assert_eq!(
+            replacements(&d, "info st"),
+            (5, vec!["status ".to_string()])
+        );
+        assert_eq!(
+            hint(&d, "block_stream ", 13).as_deref(),
+            Some("device [speed [base]]")
+        );
         let q = CompletionData {
             mode: Some(LineMode { hmp: false }),
             ..d
         };
-        assert_eq!(replacements(&q, "!info st"), (6, vec!["status ".to_string()]));
+        assert_eq!(
+            replacements(&q, "!info st"),
+            (6, vec!["status ".to_string()])
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ mod tests {
         let raw = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ";
         match try_hmp(raw).unwrap() {
             Some(Opening::Hmp { banner, prompt }) => {
-                assert_eq!(banner, "QEMU 7.2.22 monitor - type 'help' for more information");
+                assert_eq!(
+                    banner,
+                    "QEMU 7.2.22 monitor - type 'help' for more information"
+                );
                 assert_eq!(prompt, "(qemu) ");
             }
             other => panic!("{other:?}"),

@@ -77,7 +77,7 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{:.1}s", d.as_secs_f64())
@@ -98,7 +98,10 @@ mod tests {
         };
         assert_eq!(qmp.exit_code(), 1);
         assert_eq!(Error::Input("bad".into()).exit_code(), 1);
-        assert_eq!(Error::timeout(Duration::from_secs(3), "a reply").exit_code(), 2);
+        assert_eq!(
+            Error::timeout(Duration::from_secs(3), "a reply").exit_code(),
+            2
+        );
         assert_eq!(
             Error::Closed {
                 context: String::new()
@@ -112,7 +115,10 @@ mod tests {
     #[test]
     fn messages_are_one_line() {
         let e = Error::timeout(Duration::from_millis(1500), "the greeting");
-        assert_eq!(e.to_string(), "Timed out after 1.5s waiting for the greeting");
+        assert_eq!(
+            e.to_string(),
+            "Timed out after 1.5s waiting for the greeting"
+        );
         let e = Error::Command {
             class: "CommandNotFound".into(),
             desc: "The command foo has not been found".into(),

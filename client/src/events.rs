@@ -46,7 +46,7 @@ impl Filter {
         }
         match cur {
             Some(Value::String(s)) => *s == self.value,
-            Some(v) => v.to_string() == self.value,
+            Some(v) => serde_json::to_string(v).ok().as_deref() == Some(self.value.as_str()),
             None => false,
         }
     }
@@ -125,15 +125,15 @@ impl EventQueue {
             }
             if let Some(reason) = &inner.closed {
                 return Err(Error::Closed {
-                    context: format!(
-                        " while waiting for event {} ({reason})",
-                        pattern.name
-                    ),
+                    context: format!(" while waiting for event {} ({reason})", pattern.name),
                 });
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::timeout(timeout, format!("event {}", describe(pattern))));
+                return Err(Error::timeout(
+                    timeout,
+                    format!("event {}", describe(pattern)),
+                ));
             }
             inner = self
                 .changed
@@ -173,18 +173,29 @@ mod tests {
     #[test]
     fn takes_the_oldest_match_and_keeps_others() {
         let q = EventQueue::new();
-        q.push(ev(json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "created"}})));
-        q.push(ev(json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "running"}})));
+        q.push(ev(
+            json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "created"}}),
+        ));
+        q.push(ev(
+            json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "running"}}),
+        ));
         q.push(ev(json!({"event": "STOP"})));
         let got = q
-            .wait(&pattern("JOB_STATUS_CHANGE", &["status=running"]), Duration::ZERO)
+            .wait(
+                &pattern("JOB_STATUS_CHANGE", &["status=running"]),
+                Duration::ZERO,
+            )
             .unwrap();
         assert_eq!(got["data"]["status"], "running");
         // The earlier non-matching event is still there.
-        let got = q.wait(&pattern("JOB_STATUS_CHANGE", &[]), Duration::ZERO).unwrap();
+        let got = q
+            .wait(&pattern("JOB_STATUS_CHANGE", &[]), Duration::ZERO)
+            .unwrap();
         assert_eq!(got["data"]["status"], "created");
         assert!(q.wait(&pattern("STOP", &[]), Duration::ZERO).is_ok());
-        let e = q.wait(&pattern("STOP", &[]), Duration::from_millis(10)).unwrap_err();
+        let e = q
+            .wait(&pattern("STOP", &[]), Duration::from_millis(10))
+            .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("event STOP"), "{e}");
     }
@@ -194,8 +205,16 @@ mod tests {
         let data = json!({"offset": 5, "nested": {"ok": true}, "id": "5"});
         assert!(Filter::parse("offset=5").unwrap().matches(Some(&data)));
         assert!(Filter::parse("id=5").unwrap().matches(Some(&data)));
-        assert!(Filter::parse("nested.ok=true").unwrap().matches(Some(&data)));
-        assert!(!Filter::parse("nested.ok=false").unwrap().matches(Some(&data)));
+        assert!(
+            Filter::parse("nested.ok=true")
+                .unwrap()
+                .matches(Some(&data))
+        );
+        assert!(
+            !Filter::parse("nested.ok=false")
+                .unwrap()
+                .matches(Some(&data))
+        );
         assert!(!Filter::parse("missing=1").unwrap().matches(Some(&data)));
         assert!(!Filter::parse("x=1").unwrap().matches(None));
         assert!(Filter::parse("novalue").is_err());
@@ -215,6 +234,9 @@ mod tests {
         thread::sleep(Duration::from_millis(20));
         q.close("Connection closed by the server");
         let e = t.join().unwrap().unwrap_err();
-        assert!(e.to_string().contains("while waiting for event RESUME"), "{e}");
+        assert!(
+            e.to_string().contains("while waiting for event RESUME"),
+            "{e}"
+        );
     }
 }

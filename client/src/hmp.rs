@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn echo_is_removed() {
         assert_eq!(
-            clean_output("iininfinfo info status\r\nVM status: paused (prelaunch)\r\n", "info status"),
+            clean_output(
+                "iininfinfo info status\r\nVM status: paused (prelaunch)\r\n",
+                "info status"
+            ),
             "VM status: paused (prelaunch)\n"
         );
         assert_eq!(clean_output("\r\n", ""), "");

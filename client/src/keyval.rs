@@ -140,7 +140,10 @@ pub fn parse_command(line: &str, schema: Option<&Schema>) -> Result<(String, Map
             )));
         };
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(Error::Input(format!("Invalid argument name in '{}'", w.text)));
+            return Err(Error::Input(format!(
+                "Invalid argument name in '{}'",
+                w.text
+            )));
         }
         assignments.push(Assignment {
             path: key.split('.').map(str::to_string).collect(),
@@ -285,23 +288,38 @@ mod tests {
         assert_eq!(parse("query-status"), ("query-status".into(), json!({})));
         assert_eq!(
             parse("block-stream device=drive0 speed=65536"),
-            ("block-stream".into(), json!({"device": "drive0", "speed": 65536}))
+            (
+                "block-stream".into(),
+                json!({"device": "drive0", "speed": 65536})
+            )
         );
         assert_eq!(
             parse("x a.b=1 a.c=two flag=true n=null"),
-            ("x".into(), json!({"a": {"b": 1, "c": "two"}, "flag": true, "n": null}))
+            (
+                "x".into(),
+                json!({"a": {"b": 1, "c": "two"}, "flag": true, "n": null})
+            )
         );
         assert_eq!(
             parse(r#"x list=[1, "a b", {"k": [2]}] obj={"q": "}"}"#),
-            ("x".into(), json!({"list": [1, "a b", {"k": [2]}], "obj": {"q": "}"}}))
+            (
+                "x".into(),
+                json!({"list": [1, "a b", {"k": [2]}], "obj": {"q": "}"}})
+            )
         );
         assert_eq!(
             parse(r#"x name="hello world" id='7' esc=a\ b"#),
-            ("x".into(), json!({"name": "hello world", "id": "7", "esc": "a b"}))
+            (
+                "x".into(),
+                json!({"name": "hello world", "id": "7", "esc": "a b"})
+            )
         );
         assert_eq!(
             parse("x file=img[1].qcow2 big=18446744073709551615"),
-            ("x".into(), json!({"file": "img[1].qcow2", "big": 18446744073709551615u64}))
+            (
+                "x".into(),
+                json!({"file": "img[1].qcow2", "big": 18446744073709551615u64})
+            )
         );
     }
 
@@ -326,7 +344,10 @@ mod tests {
     fn schema_types_the_values() {
         let s = sample();
         let (_, a) = parse_command("block-stream device=0 job-id=true speed=10", Some(&s)).unwrap();
-        assert_eq!(Value::Object(a), json!({"device": "0", "job-id": "true", "speed": 10}));
+        assert_eq!(
+            Value::Object(a),
+            json!({"device": "0", "job-id": "true", "speed": 10})
+        );
         let (_, a) = parse_command(
             "blockdev-add driver=qcow2 node-name=1 file.driver=file file.filename=123",
             Some(&s),

@@ -41,7 +41,11 @@ impl Writer {
             .lock()
             .map_err(|_| Error::Protocol("internal writer lock poisoned".into()))?;
         let telnet = w.telnet;
-        let bytes = if telnet { telnet::escape(data) } else { data.to_vec() };
+        let bytes = if telnet {
+            telnet::escape(data)
+        } else {
+            data.to_vec()
+        };
         w.stream.write_all(&bytes).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 Error::Protocol("the server stopped reading (write timed out)".into())

@@ -83,10 +83,12 @@ the run unless --keep-going), 2 for a connection failure, a misbehaving server, 
 bad usage.";
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
-    if value.is_finite() && value >= 0.0 && value < 1e9 {
+    if (0.0..1e9).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(Error::Usage(format!("{flag}: expected a number of seconds, got {value}")))
+        Err(Error::Usage(format!(
+            "{flag}: expected a number of seconds, got {value}"
+        )))
     }
 }
 
@@ -136,7 +138,12 @@ fn run(cli: Cli) -> Result<i32, Error> {
         let history = cli.history.or_else(history::default_path);
         repl::run(&mut session, &output, history.as_deref())
     } else {
-        script::run(&mut session, &output, script::lines(io::stdin().lock()), cli.keep_going)
+        script::run(
+            &mut session,
+            &output,
+            script::lines(io::stdin().lock()),
+            cli.keep_going,
+        )
     };
     session.close();
     Ok(status)

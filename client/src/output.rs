@@ -258,7 +258,9 @@ pub fn event_line(event: &Map<String, Value>) -> String {
     let name = event.get("event").and_then(Value::as_str).unwrap_or("?");
     let ts = event.get("timestamp");
     let secs = ts.and_then(|t| t.get("seconds")).and_then(Value::as_i64);
-    let micros = ts.and_then(|t| t.get("microseconds")).and_then(Value::as_i64);
+    let micros = ts
+        .and_then(|t| t.get("microseconds"))
+        .and_then(Value::as_i64);
     let time = match (secs, micros) {
         (Some(s), Some(us)) if s >= 0 && us >= 0 => format!("[{}] ", clock_time(s, us)),
         _ => String::new(),
@@ -299,7 +301,11 @@ pub fn terminal_width() -> usize {
         }
         ws
     };
-    if ws.ws_col == 0 { 80 } else { ws.ws_col as usize }
+    if ws.ws_col == 0 {
+        80
+    } else {
+        ws.ws_col as usize
+    }
 }
 
 #[cfg(test)]
@@ -309,11 +315,15 @@ mod tests {
 
     #[test]
     fn event_lines() {
-        let ev = json!({"event": "STOP", "timestamp": {"seconds": 1796014365, "microseconds": 96885}});
+        let ev =
+            json!({"event": "STOP", "timestamp": {"seconds": 1796014365, "microseconds": 96885}});
         let line = event_line(ev.as_object().unwrap());
         assert!(line.ends_with(".096] event STOP"), "{line}");
         let ev = json!({"event": "RESET", "data": {"guest": false}});
-        assert_eq!(event_line(ev.as_object().unwrap()), "event RESET {\"guest\":false}");
+        assert_eq!(
+            event_line(ev.as_object().unwrap()),
+            "event RESET {\"guest\":false}"
+        );
     }
 
     #[test]

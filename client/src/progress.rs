@@ -62,7 +62,10 @@ impl JobTracker {
             let Some(id) = info.get("device").and_then(Value::as_str) else {
                 continue;
             };
-            let status = info.get("status").and_then(Value::as_str).unwrap_or("running");
+            let status = info
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("running");
             if status == "concluded" || status == "null" {
                 continue;
             }
@@ -256,7 +259,11 @@ impl JobWatcher {
                 return;
             };
             if !*poked {
-                let wait = if busy { POLL_INTERVAL } else { Duration::from_secs(3600) };
+                let wait = if busy {
+                    POLL_INTERVAL
+                } else {
+                    Duration::from_secs(3600)
+                };
                 poked = match self.wake.wait_timeout(poked, wait) {
                     Ok((g, _)) => g,
                     Err(_) => return,
@@ -297,7 +304,9 @@ mod tests {
     #[test]
     fn follows_events_and_queries() {
         let mut t = JobTracker::default();
-        assert!(t.on_event(&ev(json!({"event": "JOB_STATUS_CHANGE", "data": {"status": "created", "id": "st0"}}))));
+        assert!(t.on_event(&ev(
+            json!({"event": "JOB_STATUS_CHANGE", "data": {"status": "created", "id": "st0"}})
+        )));
         assert_eq!(t.lines(80).len(), 1);
         let t0 = Instant::now();
         t.update_from_query(
@@ -312,7 +321,10 @@ mod tests {
         );
         let line = &t.lines(100)[0];
         assert!(line.starts_with("stream st0 [#"), "{line}");
-        assert!(line.contains(" 50% 512.0 KiB/1.0 MiB 256.0 KiB/s (limit 64.0 KiB/s)"), "{line}");
+        assert!(
+            line.contains(" 50% 512.0 KiB/1.0 MiB 256.0 KiB/s (limit 64.0 KiB/s)"),
+            "{line}"
+        );
         assert!(line.chars().count() < 100);
         t.on_event(&ev(json!({"event": "BLOCK_JOB_COMPLETED", "data": {"device": "st0", "len": 1, "offset": 1, "speed": 0, "type": "stream"}})));
         assert!(t.is_empty());

@@ -141,7 +141,11 @@ impl QmpClient {
     }
 
     /// Runs `command` and returns the raw reply object (`{"return": ...}` or `{"error": ...}`).
-    pub fn execute_raw(&self, command: &str, arguments: Map<String, Value>) -> Result<Map<String, Value>> {
+    pub fn execute_raw(
+        &self,
+        command: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut msg = Map::new();
         msg.insert("execute".into(), Value::String(command.to_string()));
@@ -227,6 +231,11 @@ fn run_dispatcher(
                 }
                 break CloseReason::Eof;
             }
+            Ok(Chunk::Failed(e)) if framer.has_partial() => {
+                break CloseReason::Protocol(format!(
+                    "the connection broke in the middle of a message ({e})"
+                ));
+            }
             Ok(Chunk::Failed(e)) => break CloseReason::Io(e.to_string()),
         }
     };
@@ -259,7 +268,9 @@ fn drain(
             sink.event(&msg);
         } else if msg.contains_key("return") || msg.contains_key("error") {
             let Ok(mut d) = dispatch.lock() else {
-                return Err(CloseReason::Protocol("internal dispatcher lock poisoned".into()));
+                return Err(CloseReason::Protocol(
+                    "internal dispatcher lock poisoned".into(),
+                ));
             };
             let by_id = msg
                 .get("id")

@@ -45,7 +45,10 @@ pub fn run(session: &mut Session, output: &Arc<Output>, history: Option<&Path>) 
         if path.exists()
             && let Err(e) = editor.load_history(path)
         {
-            output.error(&format!("vmmon: cannot read history {}: {e}", path.display()));
+            output.error(&format!(
+                "vmmon: cannot read history {}: {e}",
+                path.display()
+            ));
         }
     }
     match editor.create_external_printer() {

@@ -85,11 +85,15 @@ impl Schema {
                 }
                 Some("builtin") => {
                     let json = field("json-type").unwrap_or_default();
-                    schema.types.insert(name.to_string(), TypeInfo::Builtin(json));
+                    schema
+                        .types
+                        .insert(name.to_string(), TypeInfo::Builtin(json));
                 }
                 Some("enum") => {
                     let values = string_list(entry.get("values"));
-                    schema.types.insert(name.to_string(), TypeInfo::Enum(values));
+                    schema
+                        .types
+                        .insert(name.to_string(), TypeInfo::Enum(values));
                 }
                 Some("array") => {
                     let elem = field("element-type").unwrap_or_default();
@@ -134,7 +138,9 @@ impl Schema {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    schema.types.insert(name.to_string(), TypeInfo::Alternate(alts));
+                    schema
+                        .types
+                        .insert(name.to_string(), TypeInfo::Alternate(alts));
                 }
                 _ => {}
             }
@@ -187,7 +193,10 @@ impl Schema {
                 variants,
             }) => {
                 let mut out = members.clone();
-                if let Some(tag_value) = tag.as_ref().and_then(|t| given.get(t)).and_then(Value::as_str)
+                if let Some(tag_value) = tag
+                    .as_ref()
+                    .and_then(|t| given.get(t))
+                    .and_then(Value::as_str)
                 {
                     for (case, vtype) in variants {
                         if case == tag_value {
@@ -207,7 +216,12 @@ impl Schema {
     }
 
     /// The type name of the argument at `path` (`["a", "b"]` for `a.b=...`).
-    pub fn type_at(&self, command: &str, path: &[&str], given: &Map<String, Value>) -> Option<String> {
+    pub fn type_at(
+        &self,
+        command: &str,
+        path: &[&str],
+        given: &Map<String, Value>,
+    ) -> Option<String> {
         let mut type_name = self.commands.get(command)?.arg_type.clone();
         let mut context = given.clone();
         for key in path {
@@ -279,7 +293,7 @@ impl Schema {
     /// A multi-line description of a command's arguments, for `help COMMAND`.
     pub fn describe_command(&self, command: &str) -> Option<String> {
         let c = self.commands.get(command)?;
-        let mut out = format!("{command}");
+        let mut out = command.to_string();
         let args = self.arguments(command, &Map::new());
         if args.is_empty() {
             out.push_str(" (no arguments)\n");
@@ -322,7 +336,11 @@ fn parse_member(m: &Value) -> Option<Member> {
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -376,10 +394,19 @@ pub(crate) mod tests {
             .into_iter()
             .map(|m| m.name)
             .collect();
-        assert_eq!(names, ["job-id", "device", "speed", "on-error", "auto-finalize"]);
-        assert_eq!(s.kind(&s.type_at("block-stream", &["speed"], &Map::new()).unwrap()), ValueKind::Integer);
         assert_eq!(
-            s.value_choices(&s.type_at("block-stream", &["on-error"], &Map::new()).unwrap()),
+            names,
+            ["job-id", "device", "speed", "on-error", "auto-finalize"]
+        );
+        assert_eq!(
+            s.kind(&s.type_at("block-stream", &["speed"], &Map::new()).unwrap()),
+            ValueKind::Integer
+        );
+        assert_eq!(
+            s.value_choices(
+                &s.type_at("block-stream", &["on-error"], &Map::new())
+                    .unwrap()
+            ),
             ["report", "ignore", "enospc", "stop", "auto"]
         );
     }
@@ -401,7 +428,9 @@ pub(crate) mod tests {
         let mut inner = Map::new();
         inner.insert("driver".into(), json!("file"));
         given.insert("file".into(), Value::Object(inner));
-        let t = s.type_at("blockdev-add", &["file", "filename"], &given).unwrap();
+        let t = s
+            .type_at("blockdev-add", &["file", "filename"], &given)
+            .unwrap();
         assert_eq!(s.kind(&t), ValueKind::String);
     }
 
@@ -412,14 +441,20 @@ pub(crate) mod tests {
         assert!(d.contains("  device=str\n"), "{d}");
         assert!(d.contains("  speed=int (optional)\n"), "{d}");
         assert!(s.describe_command("nope").is_none());
-        assert!(s.describe_command("blockdev-add").unwrap().contains("driver=..."));
+        assert!(
+            s.describe_command("blockdev-add")
+                .unwrap()
+                .contains("driver=...")
+        );
     }
 
     #[test]
     fn garbage_schema_is_empty_not_a_panic() {
         let s = Schema::from_value(&json!({"not": "a list"}));
         assert_eq!(s.command_names().count(), 0);
-        let s = Schema::from_value(&json!([1, "x", {"name": 3}, {"name": "c", "meta-type": "command"}]));
+        let s = Schema::from_value(
+            &json!([1, "x", {"name": 3}, {"name": "c", "meta-type": "command"}]),
+        );
         assert!(s.has_command("c"));
         assert!(s.arguments("c", &Map::new()).is_empty());
     }

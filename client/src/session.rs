@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::address::Address;
-use crate::command_line::{Action, ClientCommand, CLIENT_COMMANDS, LineMode, help_text, parse_line};
+use crate::command_line::{
+    Action, CLIENT_COMMANDS, ClientCommand, LineMode, help_text, parse_line,
+};
 use crate::detect::{Opening, detect};
 use crate::error::{Error, Result};
 use crate::events::EventQueue;
@@ -101,8 +103,9 @@ impl EventSink for SessionSink {
             w.stop();
         }
         if self.announce_close && !self.expect_close.load(Ordering::SeqCst) {
-            self.output
-                .error(&format!("{reason}. Type 'reconnect' to connect again, or Ctrl-D to leave."));
+            self.output.error(&format!(
+                "{reason}. Type 'reconnect' to connect again, or Ctrl-D to leave."
+            ));
         }
     }
 }
@@ -220,7 +223,11 @@ impl Session {
                             .join(", ")
                     })
                     .unwrap_or_default();
-                let caps = if caps.is_empty() { "none".to_string() } else { caps };
+                let caps = if caps.is_empty() {
+                    "none".to_string()
+                } else {
+                    caps
+                };
                 format!(
                     "Connected to QEMU {} on {} (QMP, capabilities: {caps})",
                     c.server_version(),
@@ -279,7 +286,9 @@ impl Session {
                 let reply = client.execute_raw(&command, arguments);
                 self.finish_qmp(reply, quitting)?;
                 if let Some(w) = self.watcher()
-                    && (command.starts_with("block") || command.starts_with("drive") || command.starts_with("job"))
+                    && (command.starts_with("block")
+                        || command.starts_with("drive")
+                        || command.starts_with("job"))
                 {
                     w.poke();
                 }
@@ -411,9 +420,10 @@ impl Session {
                         self.output.message(&format!("mode {mode}"));
                     }
                     (Some(_), Some(Monitor::Hmp(_))) => {
-                        return Err(
-                            Error::Input("This is an HMP monitor: there is no QMP mode".into()).into(),
-                        );
+                        return Err(Error::Input(
+                            "This is an HMP monitor: there is no QMP mode".into(),
+                        )
+                        .into());
                     }
                     (Some("hmp"), _) => self.hmp_mode = true,
                     (Some("qmp"), _) => self.hmp_mode = false,
@@ -459,7 +469,9 @@ impl Session {
                 self.output.message(d.trim_end());
                 Ok(Flow::Continue)
             }
-            None => Err(Error::Input(format!("No command '{topic}' in the server's schema")).into()),
+            None => {
+                Err(Error::Input(format!("No command '{topic}' in the server's schema")).into())
+            }
         }
     }
 
@@ -498,7 +510,8 @@ impl Session {
     /// Schema and HMP command lists for completion. Failures only mean less completion.
     fn load_completion_data(&mut self) {
         if let Err(e) = self.ensure_schema() {
-            self.output.error(&format!("Cannot read the QMP schema: {e}"));
+            self.output
+                .error(&format!("Cannot read the QMP schema: {e}"));
         }
         let hmp = |line: &str| -> Option<String> {
             match &self.monitor {

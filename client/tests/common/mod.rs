@@ -110,12 +110,10 @@ impl Server {
         let hmp = dir.path().join("hmp.sock");
         let qmp_tcp = free_port();
         let hmp_telnet = free_port();
-        let mut args: Vec<String> = [
-            "-machine", "none", "-nodefaults", "-display", "none", "-S",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["-machine", "none", "-nodefaults", "-display", "none", "-S"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend([
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", qmp.display()),
@@ -159,7 +157,9 @@ impl Server {
                     self.log()
                 );
             }
-            let sockets = [&self.qmp, &self.qmp2, &self.hmp].iter().all(|p| p.exists());
+            let sockets = [&self.qmp, &self.qmp2, &self.hmp]
+                .iter()
+                .all(|p| p.exists());
             let ports = [self.qmp_tcp, self.hmp_telnet]
                 .iter()
                 .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
@@ -168,7 +168,11 @@ impl Server {
                 thread::sleep(Duration::from_millis(100));
                 return;
             }
-            assert!(Instant::now() < deadline, "the server did not open its monitors: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the server did not open its monitors: {}",
+                self.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -221,7 +225,11 @@ impl Run {
             "unexpected exit status\n--- stdout\n{}\n--- stderr\n{}",
             self.stdout, self.stderr
         );
-        assert!(!self.stderr.contains("panicked"), "vmmon panicked: {}", self.stderr);
+        assert!(
+            !self.stderr.contains("panicked"),
+            "vmmon panicked: {}",
+            self.stderr
+        );
         self
     }
 }
@@ -294,7 +302,17 @@ impl Tmux {
         );
         let t = Tmux { socket };
         let ok = t
-            .cmd(&["new-session", "-d", "-s", "main", "-x", "140", "-y", "40", command])
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "main",
+                "-x",
+                "140",
+                "-y",
+                "40",
+                command,
+            ])
             .status()
             .expect("run tmux")
             .success();
@@ -323,7 +341,11 @@ impl Tmux {
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend_from_slice(keys);
-        let ok = self.cmd(&args).status().map(|s| s.success()).unwrap_or(false);
+        let ok = self
+            .cmd(&args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         assert!(ok, "tmux send-keys failed");
     }
 
@@ -353,7 +375,9 @@ impl Tmux {
 
     /// Waits until the screen contains `text`.
     pub fn wait_text(&self, text: &str) -> String {
-        self.wait_for(&format!("{text:?}"), Duration::from_secs(15), |s| s.contains(text))
+        self.wait_for(&format!("{text:?}"), Duration::from_secs(15), |s| {
+            s.contains(text)
+        })
     }
 }
 
@@ -365,7 +389,11 @@ impl Drop for Tmux {
 
 /// The last non-blank line of a screen.
 pub fn last_line(screen: &str) -> &str {
-    screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
 }
 
 /// A fake monitor on a unix socket: `serve` handles each connection.
@@ -449,9 +477,17 @@ pub fn negotiate(s: &mut std::os::unix::net::UnixStream) -> Option<()> {
 }
 
 /// Sends `{"return": <ret>, "id": <the request's id>}`.
-pub fn reply(s: &mut std::os::unix::net::UnixStream, req: &serde_json::Value, ret: &str) -> Option<()> {
-    let id = req.get("id").map(|i| format!(", \"id\": {i}")).unwrap_or_default();
-    s.write_all(format!("{{\"return\": {ret}{id}}}\r\n").as_bytes()).ok()
+pub fn reply(
+    s: &mut std::os::unix::net::UnixStream,
+    req: &serde_json::Value,
+    ret: &str,
+) -> Option<()> {
+    let id = req
+        .get("id")
+        .map(|i| format!(", \"id\": {i}"))
+        .unwrap_or_default();
+    s.write_all(format!("{{\"return\": {ret}{id}}}\r\n").as_bytes())
+        .ok()
 }
 
 /// Small qcow2 images for block-job tests: base (data) <- top (empty overlay).
@@ -462,10 +498,19 @@ pub fn block_images(dir: &Path) -> (PathBuf, PathBuf) {
     let top = dir.join("top.qcow2");
     let run = |c: &mut Command| {
         let out = c.output().expect("run qemu-img/qemu-io");
-        assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{c:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(Command::new(&qemu_img).args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("8M"));
-    run(Command::new(&qemu_io).args(["-c", "write -P 0xaa 0 8M"]).arg(&base));
+    run(Command::new(&qemu_img)
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("8M"));
+    run(Command::new(&qemu_io)
+        .args(["-c", "write -P 0xaa 0 8M"])
+        .arg(&base));
     run(Command::new(&qemu_img)
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
         .arg(&base)
@@ -477,7 +522,10 @@ pub fn block_images(dir: &Path) -> (PathBuf, PathBuf) {
 pub fn blockdev_args(base: &Path, top: &Path) -> Vec<String> {
     vec![
         "-blockdev".into(),
-        format!("driver=file,filename={},node-name=base-file", base.display()),
+        format!(
+            "driver=file,filename={},node-name=base-file",
+            base.display()
+        ),
         "-blockdev".into(),
         "driver=qcow2,file=base-file,node-name=base".into(),
         "-blockdev".into(),
