@@ -5,6 +5,7 @@
 //! command we sent, so servers that do not echo work too.
 
 use std::sync::Mutex;
+use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 use crate::ansi::AnsiStripper;
@@ -65,6 +66,19 @@ impl HmpClient {
                 context: String::new(),
             });
         }
+        // Output that arrived between commands belongs to no command: drop it.
+        loop {
+            match reader.link_chunks.try_recv() {
+                Ok(Chunk::Data(_)) => {}
+                Ok(Chunk::Eof | Chunk::Failed(_)) | Err(TryRecvError::Disconnected) => {
+                    reader.closed = true;
+                    return Err(Error::Closed {
+                        context: String::new(),
+                    });
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
         self.writer.send(format!("{line}\n").as_bytes())?;
         let deadline = Instant::now() + self.timeout;
         let mut text: Vec<u8> = Vec::new();
@@ -107,6 +121,11 @@ impl HmpClient {
                 }
             }
         }
+    }
+
+    /// True once the server closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.reader.lock().map(|r| r.closed).unwrap_or(true)
     }
 
     pub fn close(&self) {

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::telnet::{self, TelnetFilter};
 use crate::transport::Stream;
 
+/// Chunks (of up to 64 KiB) queued between the reader thread and the protocol code.
+const CHANNEL_CHUNKS: usize = 64;
+
 /// What the reader thread delivers.
 #[derive(Debug)]
 pub enum Chunk {
@@ -81,7 +84,8 @@ impl Link {
             Stream::Unix(s) => s.set_write_timeout(Some(write_timeout))?,
             Stream::Tcp(s) => s.set_write_timeout(Some(write_timeout))?,
         }
-        let (tx, rx) = mpsc::channel();
+        // Bounded: a server that floods us is slowed down by the socket, not buffered here.
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
         thread::Builder::new()
             .name("vmmon-reader".into())
             .spawn(move || {

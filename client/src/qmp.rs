@@ -161,6 +161,11 @@ impl QmpClient {
         reply_result(self.execute_raw(command, arguments)?)
     }
 
+    /// True once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.lock().map(|d| d.closed.is_some()).unwrap_or(true)
+    }
+
     /// Closes the connection.
     pub fn close(&self) {
         self.writer.shutdown();
@@ -235,6 +240,10 @@ fn run_dispatcher(
                 break CloseReason::Protocol(format!(
                     "the connection broke in the middle of a message ({e})"
                 ));
+            }
+            // A reset after a complete message is how some servers hang up (e.g. after `quit`).
+            Ok(Chunk::Failed(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break CloseReason::Eof;
             }
             Ok(Chunk::Failed(e)) => break CloseReason::Io(e.to_string()),
         }

@@ -192,6 +192,10 @@ impl Session {
         Ok(())
     }
 
+    fn drop_monitor(&mut self) {
+        self.close();
+    }
+
     /// Drops the connection.
     pub fn close(&mut self) {
         if let Some(sink) = &self.sink {
@@ -244,10 +248,20 @@ impl Session {
     /// The REPL prompt.
     pub fn prompt(&self) -> String {
         match &self.monitor {
+            _ if !self.connected() => "(disconnected) ".into(),
             Some(Monitor::Hmp(c)) => c.prompt().to_string(),
             Some(Monitor::Qmp(_)) if self.hmp_mode => "(hmp) ".into(),
             Some(Monitor::Qmp(_)) => "(qmp) ".into(),
             None => "(disconnected) ".into(),
+        }
+    }
+
+    /// True while the server is there.
+    pub fn connected(&self) -> bool {
+        match &self.monitor {
+            Some(Monitor::Qmp(c)) => !c.is_closed(),
+            Some(Monitor::Hmp(c)) => !c.is_closed(),
+            None => false,
         }
     }
 
@@ -268,6 +282,10 @@ impl Session {
 
     /// Runs one input line (or a complete multi-line JSON request).
     pub fn run_line(&mut self, input: &str) -> std::result::Result<Flow, Failure> {
+        if self.options.interactive && self.monitor.is_some() && !self.connected() {
+            // Report "not connected" (and offer reconnect) from now on.
+            self.drop_monitor();
+        }
         let mode = self.line_mode();
         if !mode.hmp && !input.trim_start().starts_with(['{', '!', '#']) {
             // Typing key=value arguments needs the schema; fetch it the first time.
@@ -543,6 +561,6 @@ impl Drop for Session {
 
 fn not_connected() -> Error {
     Error::Closed {
-        context: " (not connected: type 'reconnect')".into(),
+        context: "; type 'reconnect' to connect again".into(),
     }
 }
