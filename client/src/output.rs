@@ -8,6 +8,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::mpsc::{self, SyncSender};
 
 use serde_json::{Map, Value};
 
@@ -24,8 +25,12 @@ pub enum Format {
 
 enum Sink {
     Stdio,
-    Printer(Box<dyn rustyline::ExternalPrinter + Send>),
+    /// Text for the printer thread (see [`Output::use_printer`]).
+    Printer(SyncSender<String>),
 }
+
+/// Messages queued for the printer thread before writers wait.
+const PRINTER_QUEUE: usize = 4096;
 
 struct Inner {
     sink: Sink,
@@ -67,9 +72,24 @@ impl Output {
     }
 
     /// Sends all later output through rustyline's external printer (REPL mode).
-    pub fn use_printer(&self, printer: Box<dyn rustyline::ExternalPrinter + Send>) {
-        if let Ok(mut i) = self.inner.lock() {
-            i.sink = Sink::Printer(printer);
+    ///
+    /// A thread of its own feeds the printer: the printer can block until the line editor
+    /// takes the text, and the output lock must never be held while it does (the main thread
+    /// needs that lock to print replies).
+    pub fn use_printer(&self, mut printer: Box<dyn rustyline::ExternalPrinter + Send>) {
+        let (tx, rx) = mpsc::sync_channel::<String>(PRINTER_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("vmmon-printer".into())
+            .spawn(move || {
+                for text in rx {
+                    // The printer only fails when the terminal is gone; nothing left to tell.
+                    let _ = printer.print(text);
+                }
+            });
+        if spawned.is_ok()
+            && let Ok(mut i) = self.inner.lock()
+        {
+            i.sink = Sink::Printer(tx);
         }
     }
 
@@ -230,8 +250,8 @@ fn clear_sequence(shown: usize) -> String {
 fn write_sink(sink: &mut Sink, stream: Stream, text: &str) {
     match sink {
         Sink::Printer(p) => {
-            // The printer only fails when the terminal is gone; nothing left to tell then.
-            let _ = p.print(text.to_string());
+            // The printer thread only stops when the process ends.
+            let _ = p.send(text.to_string());
         }
         Sink::Stdio => {
             // A closed stdout (e.g. `vmmon ... | head`) must not abort the session.

@@ -104,7 +104,8 @@ impl QmpClient {
 
     /// `QEMU 7.2.22 (Debian ...)` from the greeting.
     pub fn server_version(&self) -> String {
-        let v = &self.greeting["QMP"]["version"];
+        // Value indexing yields Null for missing members; only Map indexing could panic.
+        let v = &self.greeting.get("QMP").unwrap_or(&Value::Null)["version"];
         let q = &v["qemu"];
         let mut s = format!("{}.{}.{}", q["major"], q["minor"], q["micro"]);
         if let Some(p) = v["package"].as_str().filter(|p| !p.trim().is_empty()) {

@@ -218,8 +218,11 @@ impl Session {
     pub fn describe(&self) -> String {
         match &self.monitor {
             Some(Monitor::Qmp(c)) => {
-                let caps = c.greeting()["QMP"]["capabilities"]
-                    .as_array()
+                let caps = c
+                    .greeting()
+                    .get("QMP")
+                    .and_then(|q| q.get("capabilities"))
+                    .and_then(Value::as_array)
                     .map(|a| {
                         a.iter()
                             .filter_map(Value::as_str)
