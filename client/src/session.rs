@@ -371,7 +371,7 @@ impl Session {
         match &self.monitor {
             Some(Monitor::Qmp(c)) => Ok(c.clone()),
             Some(Monitor::Hmp(_)) => Err(Error::Input(format!(
-                "{what} need a QMP monitor; this is an HMP monitor"
+                "This is an HMP monitor: {what} work only over QMP"
             ))),
             None => Err(not_connected()),
         }
@@ -429,7 +429,7 @@ impl Session {
                 Ok(Flow::Continue)
             }
             ClientCommand::WaitEvent { pattern, timeout } => {
-                self.qmp_client("wait-event")?;
+                self.qmp_client("events (wait-event)")?;
                 let timeout = timeout.unwrap_or(self.options.timeout);
                 self.events.wait(&pattern, timeout)?;
                 Ok(Flow::Continue)
