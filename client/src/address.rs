@@ -59,13 +59,9 @@ fn strip_options(s: &str) -> &str {
 
 fn host_port(s: &str, whole: &str) -> Result<(String, u16)> {
     let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(Error::Usage(format!(
-            "Expected HOST:PORT in '{whole}' (e.g. tcp:127.0.0.1:4444)"
-        )));
+        return Err(Error::Usage(format!("Expected HOST:PORT in '{whole}' (e.g. tcp:127.0.0.1:4444)")));
     };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| Error::Usage(format!("Invalid port '{port}' in '{whole}'")))?;
+    let port: u16 = port.parse().map_err(|_| Error::Usage(format!("Invalid port '{port}' in '{whole}'")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "127.0.0.1" } else { host };
     Ok((host.to_string(), port))
@@ -91,37 +87,22 @@ mod tests {
             Address::parse("unix:/run/vm/qmp.sock").unwrap(),
             Address::Unix("/run/vm/qmp.sock".into())
         );
-        assert_eq!(
-            Address::parse("/tmp/x.sock").unwrap(),
-            Address::Unix("/tmp/x.sock".into())
-        );
+        assert_eq!(Address::parse("/tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
         assert_eq!(
             Address::parse("tcp:localhost:4444").unwrap(),
-            Address::Tcp {
-                host: "localhost".into(),
-                port: 4444
-            }
+            Address::Tcp { host: "localhost".into(), port: 4444 }
         );
         assert_eq!(
             Address::parse("telnet:127.0.0.1:5555,server=on,wait=off").unwrap(),
-            Address::Telnet {
-                host: "127.0.0.1".into(),
-                port: 5555
-            }
+            Address::Telnet { host: "127.0.0.1".into(), port: 5555 }
         );
         assert_eq!(
             Address::parse("tcp::4444").unwrap(),
-            Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 4444
-            }
+            Address::Tcp { host: "127.0.0.1".into(), port: 4444 }
         );
         assert_eq!(
             Address::parse("tcp:[::1]:4444").unwrap(),
-            Address::Tcp {
-                host: "::1".into(),
-                port: 4444
-            }
+            Address::Tcp { host: "::1".into(), port: 4444 }
         );
     }
 

@@ -12,43 +12,20 @@ use crate::schema::Schema;
 
 /// The client's own commands, in the order `help` lists them.
 pub const CLIENT_COMMANDS: &[(&str, &str, &str)] = &[
-    (
-        "help",
-        "[COMMAND]",
-        "this help, or the arguments of a QMP command from the live schema",
-    ),
-    (
-        "wait-event",
-        "NAME [TIMEOUT] [key=value...]",
-        "wait for an event (data members must match)",
-    ),
+    ("help", "[COMMAND]", "this help, or the arguments of a QMP command from the live schema"),
+    ("wait-event", "NAME [TIMEOUT] [key=value...]", "wait for an event (data members must match)"),
     ("sleep", "SECONDS", "pause"),
     ("echo", "TEXT", "print TEXT"),
-    (
-        "mode",
-        "[qmp|hmp]",
-        "over QMP: read lines as QMP commands or as HMP command lines",
-    ),
-    (
-        "reconnect",
-        "",
-        "connect again (after the server went away)",
-    ),
-    (
-        "exit",
-        "",
-        "leave vmmon (also Ctrl-D); 'quit' is sent to the server",
-    ),
+    ("mode", "[qmp|hmp]", "over QMP: read lines as QMP commands or as HMP command lines"),
+    ("reconnect", "", "connect again (after the server went away)"),
+    ("exit", "", "leave vmmon (also Ctrl-D); 'quit' is sent to the server"),
 ];
 
 /// A client command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientCommand {
     Help(Option<String>),
-    WaitEvent {
-        pattern: EventPattern,
-        timeout: Option<Duration>,
-    },
+    WaitEvent { pattern: EventPattern, timeout: Option<Duration> },
     Sleep(Duration),
     Echo(String),
     Mode(Option<String>),
@@ -126,19 +103,13 @@ fn parse_seconds(text: &str, what: &str) -> Result<Duration> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
         .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "{what}: expected a number of seconds, got '{text}'"
-            ))
-        })
+        .ok_or_else(|| Error::Input(format!("{what}: expected a number of seconds, got '{text}'")))
 }
 
 fn parse_wait_event(rest: &str) -> Result<ClientCommand> {
     let words = split_words(rest)?;
     let Some((name, more)) = words.split_first() else {
-        return Err(Error::Input(
-            "wait-event: expected NAME [TIMEOUT] [key=value...]".into(),
-        ));
+        return Err(Error::Input("wait-event: expected NAME [TIMEOUT] [key=value...]".into()));
     };
     let mut timeout = None;
     let mut filters = Vec::new();
@@ -149,13 +120,7 @@ fn parse_wait_event(rest: &str) -> Result<ClientCommand> {
             filters.push(Filter::parse(&w.text)?);
         }
     }
-    Ok(ClientCommand::WaitEvent {
-        pattern: EventPattern {
-            name: name.text.clone(),
-            filters,
-        },
-        timeout,
-    })
+    Ok(ClientCommand::WaitEvent { pattern: EventPattern { name: name.text.clone(), filters }, timeout })
 }
 
 /// The client's help text.
@@ -189,27 +154,12 @@ mod tests {
 
     #[test]
     fn kinds_of_lines() {
-        assert_eq!(
-            parse_line("  # comment", QMP, None).unwrap(),
-            Action::Nothing
-        );
+        assert_eq!(parse_line("  # comment", QMP, None).unwrap(), Action::Nothing);
         assert_eq!(parse_line("", QMP, None).unwrap(), Action::Nothing);
-        assert_eq!(
-            parse_line("!info status", QMP, None).unwrap(),
-            Action::Hmp("info status".into())
-        );
-        assert_eq!(
-            parse_line("info status", HMP, None).unwrap(),
-            Action::Hmp("info status".into())
-        );
-        assert_eq!(
-            parse_line("help", HMP, None).unwrap(),
-            Action::Client(ClientCommand::Help(None))
-        );
-        assert_eq!(
-            parse_line("help info", HMP, None).unwrap(),
-            Action::Hmp("help info".into())
-        );
+        assert_eq!(parse_line("!info status", QMP, None).unwrap(), Action::Hmp("info status".into()));
+        assert_eq!(parse_line("info status", HMP, None).unwrap(), Action::Hmp("info status".into()));
+        assert_eq!(parse_line("help", HMP, None).unwrap(), Action::Client(ClientCommand::Help(None)));
+        assert_eq!(parse_line("help info", HMP, None).unwrap(), Action::Hmp("help info".into()));
         assert_eq!(
             parse_line("help block-stream", QMP, None).unwrap(),
             Action::Client(ClientCommand::Help(Some("block-stream".into())))
@@ -240,13 +190,7 @@ mod tests {
             parse_line("echo hello  world", QMP, None).unwrap(),
             Action::Client(ClientCommand::Echo("hello  world".into()))
         );
-        match parse_line(
-            "wait-event JOB_STATUS_CHANGE 5 status=concluded id=j0",
-            QMP,
-            None,
-        )
-        .unwrap()
-        {
+        match parse_line("wait-event JOB_STATUS_CHANGE 5 status=concluded id=j0", QMP, None).unwrap() {
             Action::Client(ClientCommand::WaitEvent { pattern, timeout }) => {
                 assert_eq!(pattern.name, "JOB_STATUS_CHANGE");
                 assert_eq!(timeout, Some(Duration::from_secs(5)));

@@ -46,19 +46,13 @@ pub fn complete(data: &CompletionData, line: &str, pos: usize) -> (usize, Vec<Pa
 }
 
 fn word_start(before: &str) -> usize {
-    before
-        .rfind(char::is_whitespace)
-        .map(|i| i + 1)
-        .unwrap_or(0)
+    before.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0)
 }
 
 fn pairs<'a>(prefix: &str, names: impl Iterator<Item = &'a str>, suffix: &str) -> Vec<Pair> {
     let mut v: Vec<Pair> = names
         .filter(|n| n.starts_with(prefix))
-        .map(|n| Pair {
-            display: n.to_string(),
-            replacement: format!("{n}{suffix}"),
-        })
+        .map(|n| Pair { display: n.to_string(), replacement: format!("{n}{suffix}") })
         .collect();
     v.sort_by(|a, b| a.display.cmp(&b.display));
     v.dedup_by(|a, b| a.display == b.display);
@@ -94,9 +88,8 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
         _ => {}
     }
     // Arguments typed so far give union tags (driver=qcow2) for the members offered.
-    let given: Map<String, Value> = parse_command(&before[..start], Some(schema))
-        .map(|(_, a)| a)
-        .unwrap_or_default();
+    let given: Map<String, Value> =
+        parse_command(&before[..start], Some(schema)).map(|(_, a)| a).unwrap_or_default();
     if let Some((key, value)) = word.split_once('=') {
         let path: Vec<&str> = key.split('.').collect();
         let Some(t) = schema.type_at(command, &path, &given) else {
@@ -104,10 +97,7 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
         };
         let choices = schema.value_choices(&t);
         let value_start = start + key.len() + 1;
-        return (
-            value_start,
-            pairs(value, choices.iter().map(String::as_str), " "),
-        );
+        return (value_start, pairs(value, choices.iter().map(String::as_str), " "));
     }
     let (parent, prefix) = match word.rfind('.') {
         Some(i) => (&word[..i], &word[i + 1..]),
@@ -129,11 +119,7 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
             None => Vec::new(),
         }
     };
-    let offset = if parent.is_empty() {
-        0
-    } else {
-        parent.len() + 1
-    };
+    let offset = if parent.is_empty() { 0 } else { parent.len() + 1 };
     let mut out: Vec<Pair> = members
         .iter()
         .filter(|m| m.name.starts_with(prefix))
@@ -141,16 +127,12 @@ fn complete_qmp(data: &CompletionData, before: &str) -> (usize, Vec<Pair>) {
         .map(|m| {
             let nested = !schema.members(&m.type_name, &Map::new()).is_empty()
                 && schema.value_choices(&m.type_name).is_empty();
-            let suffix = if nested && schema.kind(&m.type_name) != crate::schema::ValueKind::String
-            {
+            let suffix = if nested && schema.kind(&m.type_name) != crate::schema::ValueKind::String {
                 "."
             } else {
                 "="
             };
-            Pair {
-                display: m.name.clone(),
-                replacement: format!("{}{suffix}", m.name),
-            }
+            Pair { display: m.name.clone(), replacement: format!("{}{suffix}", m.name) }
         })
         .collect();
     out.sort_by(|a, b| a.display.cmp(&b.display));
@@ -197,15 +179,8 @@ pub fn hint(data: &CompletionData, line: &str, pos: usize) -> Option<String> {
         if words.next().is_some() {
             return None;
         }
-        let list = if first == "info" {
-            &data.hmp_info
-        } else {
-            &data.hmp_commands
-        };
-        let cmd = data
-            .hmp_commands
-            .iter()
-            .find(|c| c.names.iter().any(|n| n == first))?;
+        let list = if first == "info" { &data.hmp_info } else { &data.hmp_commands };
+        let cmd = data.hmp_commands.iter().find(|c| c.names.iter().any(|n| n == first))?;
         if first == "info" {
             return (!list.is_empty()).then(|| "SUBCOMMAND (Tab lists them)".to_string());
         }
@@ -223,10 +198,7 @@ pub fn hint(data: &CompletionData, line: &str, pos: usize) -> Option<String> {
         .filter(|m| !m.optional && !given.contains_key(&m.name))
         .map(|m| format!("{}=<{}>", m.name, schema.describe_type(&m.type_name)))
         .collect();
-    let optional = members
-        .iter()
-        .filter(|m| m.optional && !given.contains_key(&m.name))
-        .count();
+    let optional = members.iter().filter(|m| m.optional && !given.contains_key(&m.name)).count();
     let mut parts = missing;
     if optional > 0 {
         parts.push(format!("[{optional} optional]"));
@@ -250,12 +222,7 @@ impl Hint for ShownHint {
 impl Completer for MonitorHelper {
     type Candidate = Pair;
 
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        _ctx: &Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         Ok(complete(&self.snapshot(), line, pos))
     }
 }
@@ -316,10 +283,7 @@ mod tests {
     #[test]
     fn command_names() {
         let d = qmp_data();
-        assert_eq!(
-            replacements(&d, "query-st"),
-            (0, vec!["query-status ".to_string()])
-        );
+        assert_eq!(replacements(&d, "query-st"), (0, vec!["query-status ".to_string()]));
         let (_, all) = replacements(&d, "");
         assert!(all.contains(&"block-stream ".to_string()));
         assert!(all.contains(&"wait-event ".to_string()));
@@ -328,14 +292,8 @@ mod tests {
     #[test]
     fn argument_names_and_values() {
         let d = qmp_data();
-        assert_eq!(
-            replacements(&d, "block-stream dev"),
-            (13, vec!["device=".to_string()])
-        );
-        assert_eq!(
-            replacements(&d, "block-stream device=x on-error=st"),
-            (31, vec!["stop ".to_string()])
-        );
+        assert_eq!(replacements(&d, "block-stream dev"), (13, vec!["device=".to_string()]));
+        assert_eq!(replacements(&d, "block-stream device=x on-error=st"), (31, vec!["stop ".to_string()]));
         assert_eq!(
             replacements(&d, "block-stream device=x auto-finalize="),
             (36, vec!["false ".to_string(), "true ".to_string()])
@@ -349,18 +307,9 @@ mod tests {
         assert!(names.contains(&"file.".to_string()), "{names:?}");
         let (start, names) = replacements(&d, "blockdev-add driver=qcow2 file.driver=file file.fi");
         assert_eq!(names, ["filename="]);
-        assert_eq!(
-            start,
-            "blockdev-add driver=qcow2 file.driver=file file.".len()
-        );
-        assert_eq!(
-            replacements(&d, "blockdev-add driver=qc"),
-            (20, vec!["qcow2 ".to_string()])
-        );
-        assert_eq!(
-            replacements(&d, "wait-event ST"),
-            (11, vec!["STOP ".to_string()])
-        );
+        assert_eq!(start, "blockdev-add driver=qcow2 file.driver=file file.".len());
+        assert_eq!(replacements(&d, "blockdev-add driver=qc"), (20, vec!["qcow2 ".to_string()]));
+        assert_eq!(replacements(&d, "wait-event ST"), (11, vec!["STOP ".to_string()]));
     }
 
     #[test]
@@ -374,35 +323,17 @@ mod tests {
             mode: Some(LineMode { hmp: true }),
         };
         assert_eq!(replacements(&d, "co"), (0, vec!["cont ".to_string()]));
-        assert_eq!(
-            replacements(&d, "info st"),
-            (5, vec!["status ".to_string()])
-        );
-        assert_eq!(
-            hint(&d, "block_stream ", 13).as_deref(),
-            Some("device [speed [base]]")
-        );
-        let q = CompletionData {
-            mode: Some(LineMode { hmp: false }),
-            ..d
-        };
-        assert_eq!(
-            replacements(&q, "!info st"),
-            (6, vec!["status ".to_string()])
-        );
+        assert_eq!(replacements(&d, "info st"), (5, vec!["status ".to_string()]));
+        assert_eq!(hint(&d, "block_stream ", 13).as_deref(), Some("device [speed [base]]"));
+        let q = CompletionData { mode: Some(LineMode { hmp: false }), ..d };
+        assert_eq!(replacements(&q, "!info st"), (6, vec!["status ".to_string()]));
     }
 
     #[test]
     fn hints_show_missing_arguments() {
         let d = qmp_data();
-        assert_eq!(
-            hint(&d, "block-stream ", 13).as_deref(),
-            Some("device=<str> [4 optional]")
-        );
-        assert_eq!(
-            hint(&d, "block-stream device=a ", 22).as_deref(),
-            Some("[4 optional]")
-        );
+        assert_eq!(hint(&d, "block-stream ", 13).as_deref(), Some("device=<str> [4 optional]"));
+        assert_eq!(hint(&d, "block-stream device=a ", 22).as_deref(), Some("[4 optional]"));
         assert_eq!(hint(&d, "query-status ", 13), None);
         assert_eq!(hint(&d, "block-stream", 12), None);
     }

@@ -79,10 +79,7 @@ fn opening_timeout(timeout: Duration, raw: &[u8]) -> Error {
             "a QMP greeting or HMP banner (is another client connected? QEMU serves one at a time)",
         )
     } else {
-        Error::timeout(
-            timeout,
-            format!("the rest of the server's greeting after {}", snippet(raw)),
-        )
+        Error::timeout(timeout, format!("the rest of the server's greeting after {}", snippet(raw)))
     }
 }
 
@@ -97,17 +94,12 @@ fn detect_qmp(link: &Link, raw: Vec<u8>, deadline: Instant, timeout: Duration) -
                     snippet(Value::Object(msg).to_string().as_bytes())
                 )));
             }
-            return Ok(Opening::Qmp {
-                greeting: msg,
-                framer,
-            });
+            return Ok(Opening::Qmp { greeting: msg, framer });
         }
         match recv_until(&link.chunks, Some(deadline)) {
             Some(Chunk::Data(d)) => framer.feed(&d),
             Some(Chunk::Eof) => {
-                return Err(Error::Closed {
-                    context: " in the middle of its greeting".into(),
-                });
+                return Err(Error::Closed { context: " in the middle of its greeting".into() });
             }
             Some(Chunk::Failed(e)) => return Err(Error::Io(e)),
             None => return Err(Error::timeout(timeout, "the rest of the QMP greeting")),
@@ -134,10 +126,7 @@ fn try_hmp(raw: &[u8]) -> Result<Option<Opening>> {
     if after.is_empty() || !after.ends_with(' ') {
         return Ok(None);
     }
-    Ok(Some(Opening::Hmp {
-        banner,
-        prompt: after.to_string(),
-    }))
+    Ok(Some(Opening::Hmp { banner, prompt: after.to_string() }))
 }
 
 #[cfg(test)]
@@ -149,10 +138,7 @@ mod tests {
         let raw = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ";
         match try_hmp(raw).unwrap() {
             Some(Opening::Hmp { banner, prompt }) => {
-                assert_eq!(
-                    banner,
-                    "QEMU 7.2.22 monitor - type 'help' for more information"
-                );
+                assert_eq!(banner, "QEMU 7.2.22 monitor - type 'help' for more information");
                 assert_eq!(prompt, "(qemu) ");
             }
             other => panic!("{other:?}"),

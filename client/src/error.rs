@@ -65,10 +65,7 @@ impl Error {
 
     /// Builds a timeout error.
     pub fn timeout(after: Duration, what: impl Into<String>) -> Self {
-        Error::Timeout {
-            after,
-            what: what.into(),
-        }
+        Error::Timeout { after, what: what.into() }
     }
 }
 
@@ -92,40 +89,22 @@ mod tests {
 
     #[test]
     fn exit_codes_by_class() {
-        let qmp = Error::Command {
-            class: "GenericError".into(),
-            desc: "x".into(),
-        };
+        let qmp = Error::Command { class: "GenericError".into(), desc: "x".into() };
         assert_eq!(qmp.exit_code(), 1);
         assert_eq!(Error::Input("bad".into()).exit_code(), 1);
-        assert_eq!(
-            Error::timeout(Duration::from_secs(3), "a reply").exit_code(),
-            2
-        );
-        assert_eq!(
-            Error::Closed {
-                context: String::new()
-            }
-            .exit_code(),
-            2
-        );
+        assert_eq!(Error::timeout(Duration::from_secs(3), "a reply").exit_code(), 2);
+        assert_eq!(Error::Closed { context: String::new() }.exit_code(), 2);
         assert_eq!(Error::Protocol("x".into()).exit_code(), 2);
     }
 
     #[test]
     fn messages_are_one_line() {
         let e = Error::timeout(Duration::from_millis(1500), "the greeting");
-        assert_eq!(
-            e.to_string(),
-            "Timed out after 1.5s waiting for the greeting"
-        );
+        assert_eq!(e.to_string(), "Timed out after 1.5s waiting for the greeting");
         let e = Error::Command {
             class: "CommandNotFound".into(),
             desc: "The command foo has not been found".into(),
         };
-        assert_eq!(
-            e.to_string(),
-            "Error (CommandNotFound): The command foo has not been found"
-        );
+        assert_eq!(e.to_string(), "Error (CommandNotFound): The command foo has not been found");
     }
 }

@@ -24,17 +24,12 @@ impl Filter {
     /// Parses `key=value`.
     pub fn parse(text: &str) -> Result<Filter> {
         let Some((key, value)) = text.split_once('=') else {
-            return Err(Error::Input(format!(
-                "Expected key=value as an event filter, got '{text}'"
-            )));
+            return Err(Error::Input(format!("Expected key=value as an event filter, got '{text}'")));
         };
         if key.is_empty() {
             return Err(Error::Input(format!("Empty key in event filter '{text}'")));
         }
-        Ok(Filter {
-            path: key.split('.').map(str::to_string).collect(),
-            value: value.to_string(),
-        })
+        Ok(Filter { path: key.split('.').map(str::to_string).collect(), value: value.to_string() })
     }
 
     /// Compares the value at the path with the filter text (strings by content, other values
@@ -113,10 +108,8 @@ impl EventQueue {
     /// Takes the oldest queued event matching `pattern`, waiting up to `timeout` for one.
     pub fn wait(&self, pattern: &EventPattern, timeout: Duration) -> Result<Map<String, Value>> {
         let deadline = Instant::now() + timeout;
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| Error::Protocol("internal event lock poisoned".into()))?;
+        let mut inner =
+            self.inner.lock().map_err(|_| Error::Protocol("internal event lock poisoned".into()))?;
         loop {
             if let Some(pos) = inner.events.iter().position(|e| pattern.matches(e))
                 && let Some(ev) = inner.events.remove(pos)
@@ -130,10 +123,7 @@ impl EventQueue {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::timeout(
-                    timeout,
-                    format!("event {}", describe(pattern)),
-                ));
+                return Err(Error::timeout(timeout, format!("event {}", describe(pattern))));
             }
             inner = self
                 .changed
@@ -173,29 +163,16 @@ mod tests {
     #[test]
     fn takes_the_oldest_match_and_keeps_others() {
         let q = EventQueue::new();
-        q.push(ev(
-            json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "created"}}),
-        ));
-        q.push(ev(
-            json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "running"}}),
-        ));
+        q.push(ev(json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "created"}})));
+        q.push(ev(json!({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": "running"}})));
         q.push(ev(json!({"event": "STOP"})));
-        let got = q
-            .wait(
-                &pattern("JOB_STATUS_CHANGE", &["status=running"]),
-                Duration::ZERO,
-            )
-            .unwrap();
+        let got = q.wait(&pattern("JOB_STATUS_CHANGE", &["status=running"]), Duration::ZERO).unwrap();
         assert_eq!(got["data"]["status"], "running");
         // The earlier non-matching event is still there.
-        let got = q
-            .wait(&pattern("JOB_STATUS_CHANGE", &[]), Duration::ZERO)
-            .unwrap();
+        let got = q.wait(&pattern("JOB_STATUS_CHANGE", &[]), Duration::ZERO).unwrap();
         assert_eq!(got["data"]["status"], "created");
         assert!(q.wait(&pattern("STOP", &[]), Duration::ZERO).is_ok());
-        let e = q
-            .wait(&pattern("STOP", &[]), Duration::from_millis(10))
-            .unwrap_err();
+        let e = q.wait(&pattern("STOP", &[]), Duration::from_millis(10)).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("event STOP"), "{e}");
     }
@@ -205,16 +182,8 @@ mod tests {
         let data = json!({"offset": 5, "nested": {"ok": true}, "id": "5"});
         assert!(Filter::parse("offset=5").unwrap().matches(Some(&data)));
         assert!(Filter::parse("id=5").unwrap().matches(Some(&data)));
-        assert!(
-            Filter::parse("nested.ok=true")
-                .unwrap()
-                .matches(Some(&data))
-        );
-        assert!(
-            !Filter::parse("nested.ok=false")
-                .unwrap()
-                .matches(Some(&data))
-        );
+        assert!(Filter::parse("nested.ok=true").unwrap().matches(Some(&data)));
+        assert!(!Filter::parse("nested.ok=false").unwrap().matches(Some(&data)));
         assert!(!Filter::parse("missing=1").unwrap().matches(Some(&data)));
         assert!(!Filter::parse("x=1").unwrap().matches(None));
         assert!(Filter::parse("novalue").is_err());
@@ -234,9 +203,6 @@ mod tests {
         thread::sleep(Duration::from_millis(20));
         q.close("Connection closed by the server");
         let e = t.join().unwrap().unwrap_err();
-        assert!(
-            e.to_string().contains("while waiting for event RESUME"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("while waiting for event RESUME"), "{e}");
     }
 }

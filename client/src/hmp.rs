@@ -57,14 +57,10 @@ impl HmpClient {
         if line.contains(['\r', '\n']) {
             return Err(Error::Input("An HMP command must be a single line".into()));
         }
-        let mut reader = self
-            .reader
-            .lock()
-            .map_err(|_| Error::Protocol("internal HMP lock poisoned".into()))?;
+        let mut reader =
+            self.reader.lock().map_err(|_| Error::Protocol("internal HMP lock poisoned".into()))?;
         if reader.closed {
-            return Err(Error::Closed {
-                context: String::new(),
-            });
+            return Err(Error::Closed { context: String::new() });
         }
         // Output that arrived between commands belongs to no command: drop it.
         loop {
@@ -72,9 +68,7 @@ impl HmpClient {
                 Ok(Chunk::Data(_)) => {}
                 Ok(Chunk::Eof | Chunk::Failed(_)) | Err(TryRecvError::Disconnected) => {
                     reader.closed = true;
-                    return Err(Error::Closed {
-                        context: String::new(),
-                    });
+                    return Err(Error::Closed { context: String::new() });
                 }
                 Err(TryRecvError::Empty) => break,
             }
@@ -153,9 +147,7 @@ fn clean_output(body: &str, line: &str) -> String {
 /// commands and `unknown command: ...` for typos).
 pub fn output_is_error(output: &str) -> bool {
     output.lines().any(|l| {
-        l.starts_with("Error: ")
-            || l.starts_with("unknown command:")
-            || l.starts_with("Try \"help ")
+        l.starts_with("Error: ") || l.starts_with("unknown command:") || l.starts_with("Try \"help ")
     })
 }
 
@@ -166,19 +158,13 @@ mod tests {
     #[test]
     fn echo_is_removed() {
         assert_eq!(
-            clean_output(
-                "iininfinfo info status\r\nVM status: paused (prelaunch)\r\n",
-                "info status"
-            ),
+            clean_output("iininfinfo info status\r\nVM status: paused (prelaunch)\r\n", "info status"),
             "VM status: paused (prelaunch)\n"
         );
         assert_eq!(clean_output("\r\n", ""), "");
         assert_eq!(clean_output("ststostop\r\n", "stop"), "");
         // A server without echo: the first line is output.
-        assert_eq!(
-            clean_output("VM status: running\r\n", "info status"),
-            "VM status: running\n"
-        );
+        assert_eq!(clean_output("VM status: running\r\n", "info status"), "VM status: running\n");
     }
 
     #[test]

@@ -21,18 +21,11 @@ pub fn parse_help(text: &str) -> Vec<HmpCommand> {
         };
         let synopsis = synopsis.trim();
         let (names, params) = synopsis.split_once(' ').unwrap_or((synopsis, ""));
-        let names: Vec<String> = names
-            .split('|')
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect();
+        let names: Vec<String> = names.split('|').filter(|n| !n.is_empty()).map(str::to_string).collect();
         if names.is_empty() {
             continue;
         }
-        out.push(HmpCommand {
-            names,
-            params: params.trim().to_string(),
-        });
+        out.push(HmpCommand { names, params: params.trim().to_string() });
     }
     out
 }

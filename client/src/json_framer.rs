@@ -97,13 +97,10 @@ impl JsonFramer {
         self.depth = 0;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(Error::Protocol(
-                "the server sent a non-object message".into(),
-            )),
-            Err(e) => Err(Error::Protocol(format!(
-                "the server sent malformed JSON ({e}): {}",
-                snippet(&raw)
-            ))),
+            Ok(_) => Err(Error::Protocol("the server sent a non-object message".into())),
+            Err(e) => {
+                Err(Error::Protocol(format!("the server sent malformed JSON ({e}): {}", snippet(&raw))))
+            }
         }
     }
 }

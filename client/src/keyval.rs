@@ -32,11 +32,7 @@ pub fn split_words(line: &str) -> Result<Vec<Word>> {
         if chars.peek().is_none() {
             return Ok(words);
         }
-        let mut word = Word {
-            text: String::new(),
-            quoted: false,
-            json: false,
-        };
+        let mut word = Word { text: String::new(), quoted: false, json: false };
         while let Some(&c) = chars.peek() {
             if c.is_whitespace() {
                 break;
@@ -134,24 +130,14 @@ pub fn parse_command(line: &str, schema: Option<&Schema>) -> Result<(String, Map
     let mut assignments = Vec::new();
     for w in rest {
         let Some((key, value)) = w.text.split_once('=') else {
-            return Err(Error::Input(format!(
-                "Expected key=value, got '{}' (try: help {command})",
-                w.text
-            )));
+            return Err(Error::Input(format!("Expected key=value, got '{}' (try: help {command})", w.text)));
         };
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(Error::Input(format!(
-                "Invalid argument name in '{}'",
-                w.text
-            )));
+            return Err(Error::Input(format!("Invalid argument name in '{}'", w.text)));
         }
         assignments.push(Assignment {
             path: key.split('.').map(str::to_string).collect(),
-            raw: Word {
-                text: value.to_string(),
-                quoted: w.quoted,
-                json: w.json,
-            },
+            raw: Word { text: value.to_string(), quoted: w.quoted, json: w.json },
         });
     }
     let mut args = Map::new();
@@ -200,18 +186,14 @@ pub fn guess_value(word: &Word) -> Result<Value> {
 }
 
 fn coerce(text: &str, kind: ValueKind) -> Value {
-    let word = Word {
-        text: text.to_string(),
-        quoted: false,
-        json: false,
-    };
+    let word = Word { text: text.to_string(), quoted: false, json: false };
     let guessed = guess_value(&word).unwrap_or_else(|_| Value::String(text.to_string()));
     match kind {
         ValueKind::String => Value::String(text.to_string()),
         ValueKind::Number => match text.parse::<f64>() {
-            Ok(f) if !guessed.is_number() => serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or(guessed),
+            Ok(f) if !guessed.is_number() => {
+                serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(guessed)
+            }
             _ => guessed,
         },
         ValueKind::Boolean => match text {
@@ -229,9 +211,7 @@ fn insert_path(args: &mut Map<String, Value>, path: &[String], value: Value) -> 
     };
     let mut cur = args;
     for (i, p) in parents.iter().enumerate() {
-        let entry = cur
-            .entry(p.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let entry = cur.entry(p.clone()).or_insert_with(|| Value::Object(Map::new()));
         match entry {
             Value::Object(m) => cur = m,
             _ => {
@@ -243,14 +223,10 @@ fn insert_path(args: &mut Map<String, Value>, path: &[String], value: Value) -> 
         }
     }
     match cur.get(last) {
-        Some(Value::Object(_)) => Err(Error::Input(format!(
-            "Cannot use '{}' as both leaf and non-leaf key",
-            path.join(".")
-        ))),
-        Some(_) => Err(Error::Input(format!(
-            "Cannot set '{}' multiple times",
-            path.join(".")
-        ))),
+        Some(Value::Object(_)) => {
+            Err(Error::Input(format!("Cannot use '{}' as both leaf and non-leaf key", path.join("."))))
+        }
+        Some(_) => Err(Error::Input(format!("Cannot set '{}' multiple times", path.join(".")))),
         None => {
             cur.insert(last.clone(), value);
             Ok(())
@@ -288,38 +264,23 @@ mod tests {
         assert_eq!(parse("query-status"), ("query-status".into(), json!({})));
         assert_eq!(
             parse("block-stream device=drive0 speed=65536"),
-            (
-                "block-stream".into(),
-                json!({"device": "drive0", "speed": 65536})
-            )
+            ("block-stream".into(), json!({"device": "drive0", "speed": 65536}))
         );
         assert_eq!(
             parse("x a.b=1 a.c=two flag=true n=null"),
-            (
-                "x".into(),
-                json!({"a": {"b": 1, "c": "two"}, "flag": true, "n": null})
-            )
+            ("x".into(), json!({"a": {"b": 1, "c": "two"}, "flag": true, "n": null}))
         );
         assert_eq!(
             parse(r#"x list=[1, "a b", {"k": [2]}] obj={"q": "}"}"#),
-            (
-                "x".into(),
-                json!({"list": [1, "a b", {"k": [2]}], "obj": {"q": "}"}})
-            )
+            ("x".into(), json!({"list": [1, "a b", {"k": [2]}], "obj": {"q": "}"}}))
         );
         assert_eq!(
             parse(r#"x name="hello world" id='7' esc=a\ b"#),
-            (
-                "x".into(),
-                json!({"name": "hello world", "id": "7", "esc": "a b"})
-            )
+            ("x".into(), json!({"name": "hello world", "id": "7", "esc": "a b"}))
         );
         assert_eq!(
             parse("x file=img[1].qcow2 big=18446744073709551615"),
-            (
-                "x".into(),
-                json!({"file": "img[1].qcow2", "big": 18446744073709551615u64})
-            )
+            ("x".into(), json!({"file": "img[1].qcow2", "big": 18446744073709551615u64}))
         );
     }
 
@@ -344,10 +305,7 @@ mod tests {
     fn schema_types_the_values() {
         let s = sample();
         let (_, a) = parse_command("block-stream device=0 job-id=true speed=10", Some(&s)).unwrap();
-        assert_eq!(
-            Value::Object(a),
-            json!({"device": "0", "job-id": "true", "speed": 10})
-        );
+        assert_eq!(Value::Object(a), json!({"device": "0", "job-id": "true", "speed": 10}));
         let (_, a) = parse_command(
             "blockdev-add driver=qcow2 node-name=1 file.driver=file file.filename=123",
             Some(&s),

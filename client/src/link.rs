@@ -39,23 +39,16 @@ struct WriterInner {
 impl Writer {
     /// Writes all of `data` (escaped for telnet when needed).
     pub fn send(&self, data: &[u8]) -> Result<()> {
-        let mut w = self
-            .inner
-            .lock()
-            .map_err(|_| Error::Protocol("internal writer lock poisoned".into()))?;
+        let mut w = self.inner.lock().map_err(|_| Error::Protocol("internal writer lock poisoned".into()))?;
         let telnet = w.telnet;
-        let bytes = if telnet {
-            telnet::escape(data)
-        } else {
-            data.to_vec()
-        };
+        let bytes = if telnet { telnet::escape(data) } else { data.to_vec() };
         w.stream.write_all(&bytes).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 Error::Protocol("the server stopped reading (write timed out)".into())
             }
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed {
-                context: " while sending a command".into(),
-            },
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                Error::Closed { context: " while sending a command".into() }
+            }
             _ => Error::Io(e),
         })?;
         w.stream.flush()?;
@@ -86,45 +79,41 @@ impl Link {
         }
         // Bounded: a server that floods us is slowed down by the socket, not buffered here.
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
-        thread::Builder::new()
-            .name("vmmon-reader".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                // Telnet commands can appear on any TCP monitor; the filter starts active for
-                // telnet: addresses and switches on when the first byte is IAC.
-                let mut filter: Option<TelnetFilter> = telnet.then(TelnetFilter::default);
-                let mut first = true;
-                loop {
-                    let chunk = match reader.read(&mut buf) {
-                        Ok(0) => Chunk::Eof,
-                        Ok(n) => {
-                            if first && buf[0] == 0xff && filter.is_none() {
-                                filter = Some(TelnetFilter::default());
-                            }
-                            first = false;
-                            let data = match filter.as_mut() {
-                                Some(f) => {
-                                    let mut out = Vec::with_capacity(n);
-                                    f.filter(&buf[..n], &mut out);
-                                    out
-                                }
-                                None => buf[..n].to_vec(),
-                            };
-                            Chunk::Data(data)
+        thread::Builder::new().name("vmmon-reader".into()).spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            // Telnet commands can appear on any TCP monitor; the filter starts active for
+            // telnet: addresses and switches on when the first byte is IAC.
+            let mut filter: Option<TelnetFilter> = telnet.then(TelnetFilter::default);
+            let mut first = true;
+            loop {
+                let chunk = match reader.read(&mut buf) {
+                    Ok(0) => Chunk::Eof,
+                    Ok(n) => {
+                        if first && buf[0] == 0xff && filter.is_none() {
+                            filter = Some(TelnetFilter::default());
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => Chunk::Failed(e),
-                    };
-                    let end = !matches!(chunk, Chunk::Data(_));
-                    if tx.send(chunk).is_err() || end {
-                        return;
+                        first = false;
+                        let data = match filter.as_mut() {
+                            Some(f) => {
+                                let mut out = Vec::with_capacity(n);
+                                f.filter(&buf[..n], &mut out);
+                                out
+                            }
+                            None => buf[..n].to_vec(),
+                        };
+                        Chunk::Data(data)
                     }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Chunk::Failed(e),
+                };
+                let end = !matches!(chunk, Chunk::Data(_));
+                if tx.send(chunk).is_err() || end {
+                    return;
                 }
-            })?;
+            }
+        })?;
         Ok(Link {
-            writer: Writer {
-                inner: Arc::new(Mutex::new(WriterInner { stream, telnet })),
-            },
+            writer: Writer { inner: Arc::new(Mutex::new(WriterInner { stream, telnet })) },
             chunks: rx,
         })
     }

@@ -86,9 +86,7 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
     if (0.0..1e9).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(Error::Usage(format!(
-            "{flag}: expected a number of seconds, got {value}"
-        )))
+        Err(Error::Usage(format!("{flag}: expected a number of seconds, got {value}")))
     }
 }
 
@@ -118,12 +116,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
         None => None,
     };
     let output = Arc::new(Output::new(format));
-    let options = Options {
-        timeout,
-        retry,
-        start_in_hmp: cli.hmp,
-        interactive,
-    };
+    let options = Options { timeout, retry, start_in_hmp: cli.hmp, interactive };
     let mut session = Session::connect(address, options, output.clone())?;
     let status = if !cli.commands.is_empty() {
         let inputs: Vec<io::Result<String>> = cli.commands.into_iter().map(Ok).collect();
@@ -138,12 +131,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
         let history = cli.history.or_else(history::default_path);
         repl::run(&mut session, &output, history.as_deref())
     } else {
-        script::run(
-            &mut session,
-            &output,
-            script::lines(io::stdin().lock()),
-            cli.keep_going,
-        )
+        script::run(&mut session, &output, script::lines(io::stdin().lock()), cli.keep_going)
     };
     session.close();
     Ok(status)

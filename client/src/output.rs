@@ -58,11 +58,7 @@ impl Output {
         Output {
             format,
             status_enabled,
-            inner: Mutex::new(Inner {
-                sink: Sink::Stdio,
-                status: Vec::new(),
-                shown: 0,
-            }),
+            inner: Mutex::new(Inner { sink: Sink::Stdio, status: Vec::new(), shown: 0 }),
         }
     }
 
@@ -78,14 +74,12 @@ impl Output {
     /// needs that lock to print replies).
     pub fn use_printer(&self, mut printer: Box<dyn rustyline::ExternalPrinter + Send>) {
         let (tx, rx) = mpsc::sync_channel::<String>(PRINTER_QUEUE);
-        let spawned = std::thread::Builder::new()
-            .name("vmmon-printer".into())
-            .spawn(move || {
-                for text in rx {
-                    // The printer only fails when the terminal is gone; nothing left to tell.
-                    let _ = printer.print(text);
-                }
-            });
+        let spawned = std::thread::Builder::new().name("vmmon-printer".into()).spawn(move || {
+            for text in rx {
+                // The printer only fails when the terminal is gone; nothing left to tell.
+                let _ = printer.print(text);
+            }
+        });
         if spawned.is_ok()
             && let Ok(mut i) = self.inner.lock()
         {
@@ -102,12 +96,8 @@ impl Output {
                     self.value(v);
                 } else {
                     let e = reply.get("error");
-                    let field = |k: &str| {
-                        e.and_then(|e| e.get(k))
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string()
-                    };
+                    let field =
+                        |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
                     self.error(&format!("Error ({}): {}", field("class"), field("desc")));
                 }
             }
@@ -240,11 +230,7 @@ impl Output {
 }
 
 fn clear_sequence(shown: usize) -> String {
-    if shown == 0 {
-        String::new()
-    } else {
-        format!("\x1b[{shown}A\r\x1b[J")
-    }
+    if shown == 0 { String::new() } else { format!("\x1b[{shown}A\r\x1b[J") }
 }
 
 fn write_sink(sink: &mut Sink, stream: Stream, text: &str) {
@@ -278,9 +264,7 @@ pub fn event_line(event: &Map<String, Value>) -> String {
     let name = event.get("event").and_then(Value::as_str).unwrap_or("?");
     let ts = event.get("timestamp");
     let secs = ts.and_then(|t| t.get("seconds")).and_then(Value::as_i64);
-    let micros = ts
-        .and_then(|t| t.get("microseconds"))
-        .and_then(Value::as_i64);
+    let micros = ts.and_then(|t| t.get("microseconds")).and_then(Value::as_i64);
     let time = match (secs, micros) {
         (Some(s), Some(us)) if s >= 0 && us >= 0 => format!("[{}] ", clock_time(s, us)),
         _ => String::new(),
@@ -302,13 +286,7 @@ fn clock_time(secs: i64, micros: i64) -> String {
         }
         tm
     };
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        (micros / 1000) % 1000
-    )
+    format!("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, (micros / 1000) % 1000)
 }
 
 /// The terminal width of stdout, or 80.
@@ -321,11 +299,7 @@ pub fn terminal_width() -> usize {
         }
         ws
     };
-    if ws.ws_col == 0 {
-        80
-    } else {
-        ws.ws_col as usize
-    }
+    if ws.ws_col == 0 { 80 } else { ws.ws_col as usize }
 }
 
 #[cfg(test)]
@@ -335,15 +309,11 @@ mod tests {
 
     #[test]
     fn event_lines() {
-        let ev =
-            json!({"event": "STOP", "timestamp": {"seconds": 1796014365, "microseconds": 96885}});
+        let ev = json!({"event": "STOP", "timestamp": {"seconds": 1796014365, "microseconds": 96885}});
         let line = event_line(ev.as_object().unwrap());
         assert!(line.ends_with(".096] event STOP"), "{line}");
         let ev = json!({"event": "RESET", "data": {"guest": false}});
-        assert_eq!(
-            event_line(ev.as_object().unwrap()),
-            "event RESET {\"guest\":false}"
-        );
+        assert_eq!(event_line(ev.as_object().unwrap()), "event RESET {\"guest\":false}");
     }
 
     #[test]

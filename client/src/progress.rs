@@ -62,19 +62,12 @@ impl JobTracker {
             let Some(id) = info.get("device").and_then(Value::as_str) else {
                 continue;
             };
-            let status = info
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("running");
+            let status = info.get("status").and_then(Value::as_str).unwrap_or("running");
             if status == "concluded" || status == "null" {
                 continue;
             }
             let mut job = self.jobs.remove(id).unwrap_or_else(Job::new);
-            job.kind = info
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("job")
-                .to_string();
+            job.kind = info.get("type").and_then(Value::as_str).unwrap_or("job").to_string();
             job.status = if info.get("paused").and_then(Value::as_bool) == Some(true) {
                 "paused".into()
             } else {
@@ -136,24 +129,13 @@ impl JobTracker {
 
     /// One line per job, at most `width` columns.
     pub fn lines(&self, width: usize) -> Vec<String> {
-        self.jobs
-            .iter()
-            .map(|(id, job)| render(id, job, width))
-            .collect()
+        self.jobs.iter().map(|(id, job)| render(id, job, width)).collect()
     }
 }
 
 fn render(id: &str, job: &Job, width: usize) -> String {
-    let pct = if job.len > 0 {
-        (job.offset.min(job.len) as f64 / job.len as f64 * 100.0) as u64
-    } else {
-        0
-    };
-    let mut tail = format!(
-        " {pct:>3}% {}/{}",
-        human_bytes(job.offset),
-        human_bytes(job.len)
-    );
+    let pct = if job.len > 0 { (job.offset.min(job.len) as f64 / job.len as f64 * 100.0) as u64 } else { 0 };
+    let mut tail = format!(" {pct:>3}% {}/{}", human_bytes(job.offset), human_bytes(job.len));
     if let Some(r) = job.rate.filter(|_| job.status == "running") {
         tail.push_str(&format!(" {}/s", human_bytes(r as u64)));
     }
@@ -214,9 +196,7 @@ impl JobWatcher {
     /// Starts the polling thread for `client`.
     pub fn spawn(self: &Arc<Self>, client: Arc<QmpClient>) {
         let me = self.clone();
-        let spawned = thread::Builder::new()
-            .name("vmmon-jobs".into())
-            .spawn(move || me.run(&client));
+        let spawned = thread::Builder::new().name("vmmon-jobs".into()).spawn(move || me.run(&client));
         if spawned.is_err() {
             // Without the thread there is simply no progress display.
             self.stop();
@@ -259,11 +239,7 @@ impl JobWatcher {
                 return;
             };
             if !*poked {
-                let wait = if busy {
-                    POLL_INTERVAL
-                } else {
-                    Duration::from_secs(3600)
-                };
+                let wait = if busy { POLL_INTERVAL } else { Duration::from_secs(3600) };
                 poked = match self.wake.wait_timeout(poked, wait) {
                     Ok((g, _)) => g,
                     Err(_) => return,
@@ -321,10 +297,7 @@ mod tests {
         );
         let line = &t.lines(100)[0];
         assert!(line.starts_with("stream st0 [#"), "{line}");
-        assert!(
-            line.contains(" 50% 512.0 KiB/1.0 MiB 256.0 KiB/s (limit 64.0 KiB/s)"),
-            "{line}"
-        );
+        assert!(line.contains(" 50% 512.0 KiB/1.0 MiB 256.0 KiB/s (limit 64.0 KiB/s)"), "{line}");
         assert!(line.chars().count() < 100);
         t.on_event(&ev(json!({"event": "BLOCK_JOB_COMPLETED", "data": {"device": "st0", "len": 1, "offset": 1, "speed": 0, "type": "stream"}})));
         assert!(t.is_empty());

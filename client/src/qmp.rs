@@ -37,13 +37,9 @@ enum CloseReason {
 impl CloseReason {
     fn to_error(&self) -> Error {
         match self {
-            CloseReason::Eof => Error::Closed {
-                context: String::new(),
-            },
+            CloseReason::Eof => Error::Closed { context: String::new() },
             CloseReason::Protocol(m) => Error::Protocol(m.clone()),
-            CloseReason::Io(m) => Error::Closed {
-                context: format!(" ({m})"),
-            },
+            CloseReason::Io(m) => Error::Closed { context: format!(" ({m})") },
         }
     }
 }
@@ -86,13 +82,7 @@ impl QmpClient {
                 .name("vmmon-qmp".into())
                 .spawn(move || run_dispatcher(chunks, framer, &dispatch, sink.as_ref()))?;
         }
-        let client = QmpClient {
-            writer,
-            dispatch,
-            next_id: AtomicU64::new(1),
-            greeting,
-            timeout,
-        };
+        let client = QmpClient { writer, dispatch, next_id: AtomicU64::new(1), greeting, timeout };
         client.execute("qmp_capabilities", Map::new())?;
         Ok(client)
     }
@@ -122,10 +112,7 @@ impl QmpClient {
             if let Some(reason) = &d.closed {
                 return Err(reason.to_error());
             }
-            d.pending.push_back(Pending {
-                id: message.get("id").cloned(),
-                reply: tx,
-            });
+            d.pending.push_back(Pending { id: message.get("id").cloned(), reply: tx });
         }
         let mut bytes = serde_json::to_vec(&Value::Object(message))
             .map_err(|e| Error::Input(format!("Cannot encode the request: {e}")))?;
@@ -142,11 +129,7 @@ impl QmpClient {
     }
 
     /// Runs `command` and returns the raw reply object (`{"return": ...}` or `{"error": ...}`).
-    pub fn execute_raw(
-        &self,
-        command: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<Map<String, Value>> {
+    pub fn execute_raw(&self, command: &str, arguments: Map<String, Value>) -> Result<Map<String, Value>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut msg = Map::new();
         msg.insert("execute".into(), Value::String(command.to_string()));
@@ -178,17 +161,13 @@ impl QmpClient {
                 .closed
                 .as_ref()
                 .map(CloseReason::to_error)
-                .unwrap_or(Error::Closed {
-                    context: String::new(),
-                }),
+                .unwrap_or(Error::Closed { context: String::new() }),
             Err(e) => e,
         }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Dispatch>> {
-        self.dispatch
-            .lock()
-            .map_err(|_| Error::Protocol("internal dispatcher lock poisoned".into()))
+        self.dispatch.lock().map_err(|_| Error::Protocol("internal dispatcher lock poisoned".into()))
     }
 }
 
@@ -204,16 +183,8 @@ pub fn reply_result(reply: Map<String, Value>) -> Result<Value> {
         return Ok(v.clone());
     }
     let err = reply.get("error");
-    let field = |k: &str| {
-        err.and_then(|e| e.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    Err(Error::Command {
-        class: field("class"),
-        desc: field("desc"),
-    })
+    let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
+    Err(Error::Command { class: field("class"), desc: field("desc") })
 }
 
 fn run_dispatcher(
@@ -278,13 +249,9 @@ fn drain(
             sink.event(&msg);
         } else if msg.contains_key("return") || msg.contains_key("error") {
             let Ok(mut d) = dispatch.lock() else {
-                return Err(CloseReason::Protocol(
-                    "internal dispatcher lock poisoned".into(),
-                ));
+                return Err(CloseReason::Protocol("internal dispatcher lock poisoned".into()));
             };
-            let by_id = msg
-                .get("id")
-                .and_then(|id| d.pending.iter().position(|p| p.id.as_ref() == Some(id)));
+            let by_id = msg.get("id").and_then(|id| d.pending.iter().position(|p| p.id.as_ref() == Some(id)));
             let slot = match by_id {
                 Some(i) => d.pending.remove(i),
                 None => d.pending.pop_front(),

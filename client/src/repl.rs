@@ -45,17 +45,12 @@ pub fn run(session: &mut Session, output: &Arc<Output>, history: Option<&Path>) 
         if path.exists()
             && let Err(e) = editor.load_history(path)
         {
-            output.error(&format!(
-                "vmmon: cannot read history {}: {e}",
-                path.display()
-            ));
+            output.error(&format!("vmmon: cannot read history {}: {e}", path.display()));
         }
     }
     match editor.create_external_printer() {
         Ok(p) => output.use_printer(Box::new(p)),
-        Err(e) => output.error(&format!(
-            "vmmon: events will be printed between lines only ({e})"
-        )),
+        Err(e) => output.error(&format!("vmmon: events will be printed between lines only ({e})")),
     }
     output.message(&session.describe());
     output.message("Type 'help' for help, Tab to complete, Ctrl-D to leave.");

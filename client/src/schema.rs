@@ -79,21 +79,15 @@ impl Schema {
                     );
                 }
                 Some("event") => {
-                    schema
-                        .events
-                        .insert(name.to_string(), field("arg-type").unwrap_or_default());
+                    schema.events.insert(name.to_string(), field("arg-type").unwrap_or_default());
                 }
                 Some("builtin") => {
                     let json = field("json-type").unwrap_or_default();
-                    schema
-                        .types
-                        .insert(name.to_string(), TypeInfo::Builtin(json));
+                    schema.types.insert(name.to_string(), TypeInfo::Builtin(json));
                 }
                 Some("enum") => {
                     let values = string_list(entry.get("values"));
-                    schema
-                        .types
-                        .insert(name.to_string(), TypeInfo::Enum(values));
+                    schema.types.insert(name.to_string(), TypeInfo::Enum(values));
                 }
                 Some("array") => {
                     let elem = field("element-type").unwrap_or_default();
@@ -119,28 +113,19 @@ impl Schema {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    schema.types.insert(
-                        name.to_string(),
-                        TypeInfo::Object {
-                            members,
-                            tag: field("tag"),
-                            variants,
-                        },
-                    );
+                    schema
+                        .types
+                        .insert(name.to_string(), TypeInfo::Object { members, tag: field("tag"), variants });
                 }
                 Some("alternate") => {
                     let alts = entry
                         .get("members")
                         .and_then(Value::as_array)
                         .map(|ms| {
-                            ms.iter()
-                                .filter_map(|m| Some(m.get("type")?.as_str()?.to_string()))
-                                .collect()
+                            ms.iter().filter_map(|m| Some(m.get("type")?.as_str()?.to_string())).collect()
                         })
                         .unwrap_or_default();
-                    schema
-                        .types
-                        .insert(name.to_string(), TypeInfo::Alternate(alts));
+                    schema.types.insert(name.to_string(), TypeInfo::Alternate(alts));
                 }
                 _ => {}
             }
@@ -152,13 +137,7 @@ impl Schema {
     pub fn from_command_names<I: IntoIterator<Item = String>>(names: I) -> Schema {
         let mut schema = Schema::default();
         for name in names {
-            schema.commands.insert(
-                name,
-                Command {
-                    arg_type: String::new(),
-                    ret_type: String::new(),
-                },
-            );
+            schema.commands.insert(name, Command { arg_type: String::new(), ret_type: String::new() });
         }
         schema
     }
@@ -187,17 +166,9 @@ impl Schema {
     /// Members of an object type (through alternates that contain an object).
     pub fn members(&self, type_name: &str, given: &Map<String, Value>) -> Vec<Member> {
         match self.types.get(type_name) {
-            Some(TypeInfo::Object {
-                members,
-                tag,
-                variants,
-            }) => {
+            Some(TypeInfo::Object { members, tag, variants }) => {
                 let mut out = members.clone();
-                if let Some(tag_value) = tag
-                    .as_ref()
-                    .and_then(|t| given.get(t))
-                    .and_then(Value::as_str)
-                {
+                if let Some(tag_value) = tag.as_ref().and_then(|t| given.get(t)).and_then(Value::as_str) {
                     for (case, vtype) in variants {
                         if case == tag_value {
                             out.extend(self.members(vtype, given));
@@ -216,25 +187,13 @@ impl Schema {
     }
 
     /// The type name of the argument at `path` (`["a", "b"]` for `a.b=...`).
-    pub fn type_at(
-        &self,
-        command: &str,
-        path: &[&str],
-        given: &Map<String, Value>,
-    ) -> Option<String> {
+    pub fn type_at(&self, command: &str, path: &[&str], given: &Map<String, Value>) -> Option<String> {
         let mut type_name = self.commands.get(command)?.arg_type.clone();
         let mut context = given.clone();
         for key in path {
-            let member = self
-                .members(&type_name, &context)
-                .into_iter()
-                .find(|m| m.name == *key)?;
+            let member = self.members(&type_name, &context).into_iter().find(|m| m.name == *key)?;
             type_name = member.type_name;
-            context = context
-                .get(*key)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            context = context.get(*key).and_then(Value::as_object).cloned().unwrap_or_default();
         }
         Some(type_name)
     }
@@ -261,9 +220,7 @@ impl Schema {
             Some(TypeInfo::Builtin(json)) if json == "boolean" => {
                 vec!["true".into(), "false".into()]
             }
-            Some(TypeInfo::Alternate(alts)) => {
-                alts.iter().flat_map(|a| self.value_choices(a)).collect()
-            }
+            Some(TypeInfo::Alternate(alts)) => alts.iter().flat_map(|a| self.value_choices(a)).collect(),
             _ => Vec::new(),
         }
     }
@@ -281,11 +238,9 @@ impl Schema {
             }
             Some(TypeInfo::Array(elem)) => format!("[{}]", self.describe_type(elem)),
             Some(TypeInfo::Object { .. }) => "{...}".to_string(),
-            Some(TypeInfo::Alternate(alts)) => alts
-                .iter()
-                .map(|a| self.describe_type(a))
-                .collect::<Vec<_>>()
-                .join(" or "),
+            Some(TypeInfo::Alternate(alts)) => {
+                alts.iter().map(|a| self.describe_type(a)).collect::<Vec<_>>().join(" or ")
+            }
             None => type_name.to_string(),
         }
     }
@@ -301,17 +256,9 @@ impl Schema {
             out.push('\n');
             for m in &args {
                 let opt = if m.optional { " (optional)" } else { "" };
-                out.push_str(&format!(
-                    "  {}={}{opt}\n",
-                    m.name,
-                    self.describe_type(&m.type_name)
-                ));
+                out.push_str(&format!("  {}={}{opt}\n", m.name, self.describe_type(&m.type_name)));
             }
-            if let Some(TypeInfo::Object {
-                tag: Some(tag),
-                variants,
-                ..
-            }) = self.types.get(&c.arg_type)
+            if let Some(TypeInfo::Object { tag: Some(tag), variants, .. }) = self.types.get(&c.arg_type)
                 && !variants.is_empty()
             {
                 out.push_str(&format!(
@@ -336,11 +283,7 @@ fn parse_member(m: &Value) -> Option<Member> {
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -389,24 +332,12 @@ pub(crate) mod tests {
         let s = sample();
         assert!(s.has_command("block-stream"));
         assert_eq!(s.event_names().collect::<Vec<_>>(), ["STOP"]);
-        let names: Vec<String> = s
-            .arguments("block-stream", &Map::new())
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let names: Vec<String> =
+            s.arguments("block-stream", &Map::new()).into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["job-id", "device", "speed", "on-error", "auto-finalize"]);
+        assert_eq!(s.kind(&s.type_at("block-stream", &["speed"], &Map::new()).unwrap()), ValueKind::Integer);
         assert_eq!(
-            names,
-            ["job-id", "device", "speed", "on-error", "auto-finalize"]
-        );
-        assert_eq!(
-            s.kind(&s.type_at("block-stream", &["speed"], &Map::new()).unwrap()),
-            ValueKind::Integer
-        );
-        assert_eq!(
-            s.value_choices(
-                &s.type_at("block-stream", &["on-error"], &Map::new())
-                    .unwrap()
-            ),
+            s.value_choices(&s.type_at("block-stream", &["on-error"], &Map::new()).unwrap()),
             ["report", "ignore", "enospc", "stop", "auto"]
         );
     }
@@ -418,19 +349,13 @@ pub(crate) mod tests {
         assert_eq!(none.len(), 2);
         let mut given = Map::new();
         given.insert("driver".into(), json!("qcow2"));
-        let names: Vec<String> = s
-            .arguments("blockdev-add", &given)
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let names: Vec<String> = s.arguments("blockdev-add", &given).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["driver", "node-name", "file", "backing"]);
         // file is str-or-BlockdevOptions: nested members come from the object branch.
         let mut inner = Map::new();
         inner.insert("driver".into(), json!("file"));
         given.insert("file".into(), Value::Object(inner));
-        let t = s
-            .type_at("blockdev-add", &["file", "filename"], &given)
-            .unwrap();
+        let t = s.type_at("blockdev-add", &["file", "filename"], &given).unwrap();
         assert_eq!(s.kind(&t), ValueKind::String);
     }
 
@@ -441,20 +366,14 @@ pub(crate) mod tests {
         assert!(d.contains("  device=str\n"), "{d}");
         assert!(d.contains("  speed=int (optional)\n"), "{d}");
         assert!(s.describe_command("nope").is_none());
-        assert!(
-            s.describe_command("blockdev-add")
-                .unwrap()
-                .contains("driver=...")
-        );
+        assert!(s.describe_command("blockdev-add").unwrap().contains("driver=..."));
     }
 
     #[test]
     fn garbage_schema_is_empty_not_a_panic() {
         let s = Schema::from_value(&json!({"not": "a list"}));
         assert_eq!(s.command_names().count(), 0);
-        let s = Schema::from_value(
-            &json!([1, "x", {"name": 3}, {"name": "c", "meta-type": "command"}]),
-        );
+        let s = Schema::from_value(&json!([1, "x", {"name": 3}, {"name": "c", "meta-type": "command"}]));
         assert!(s.has_command("c"));
         assert!(s.arguments("c", &Map::new()).is_empty());
     }

@@ -9,9 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::address::Address;
-use crate::command_line::{
-    Action, CLIENT_COMMANDS, ClientCommand, LineMode, help_text, parse_line,
-};
+use crate::command_line::{Action, CLIENT_COMMANDS, ClientCommand, LineMode, help_text, parse_line};
 use crate::detect::{Opening, detect};
 use crate::error::{Error, Result};
 use crate::events::EventQueue;
@@ -54,10 +52,7 @@ pub struct Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure {
-            error,
-            reported: false,
-        }
+        Failure { error, reported: false }
     }
 }
 
@@ -103,9 +98,7 @@ impl EventSink for SessionSink {
             w.stop();
         }
         if self.announce_close && !self.expect_close.load(Ordering::SeqCst) {
-            self.output.error(&format!(
-                "{reason}. Type 'reconnect' to connect again, or Ctrl-D to leave."
-            ));
+            self.output.error(&format!("{reason}. Type 'reconnect' to connect again, or Ctrl-D to leave."));
         }
     }
 }
@@ -157,13 +150,8 @@ impl Session {
                     expect_close: AtomicBool::new(false),
                     announce_close: self.options.interactive,
                 });
-                let client = Arc::new(QmpClient::start(
-                    link,
-                    greeting,
-                    framer,
-                    sink.clone(),
-                    self.options.timeout,
-                )?);
+                let client =
+                    Arc::new(QmpClient::start(link, greeting, framer, sink.clone(), self.options.timeout)?);
                 if self.output.status_enabled() {
                     let watcher = JobWatcher::new(self.output.clone());
                     watcher.spawn(client.clone());
@@ -175,12 +163,7 @@ impl Session {
                 self.monitor = Some(Monitor::Qmp(client));
             }
             Opening::Hmp { banner, prompt } => {
-                self.monitor = Some(Monitor::Hmp(HmpClient::new(
-                    link,
-                    banner,
-                    prompt,
-                    self.options.timeout,
-                )));
+                self.monitor = Some(Monitor::Hmp(HmpClient::new(link, banner, prompt, self.options.timeout)));
             }
         }
         self.schema = None;
@@ -223,18 +206,9 @@ impl Session {
                     .get("QMP")
                     .and_then(|q| q.get("capabilities"))
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default();
-                let caps = if caps.is_empty() {
-                    "none".to_string()
-                } else {
-                    caps
-                };
+                let caps = if caps.is_empty() { "none".to_string() } else { caps };
                 format!(
                     "Connected to QEMU {} on {} (QMP, capabilities: {caps})",
                     c.server_version(),
@@ -340,9 +314,7 @@ impl Session {
     }
 
     fn watcher(&self) -> Option<Arc<JobWatcher>> {
-        self.sink
-            .as_ref()
-            .and_then(|s| s.watcher.lock().ok().and_then(|w| w.clone()))
+        self.sink.as_ref().and_then(|s| s.watcher.lock().ok().and_then(|w| w.clone()))
     }
 
     fn finish_qmp(
@@ -355,10 +327,7 @@ impl Session {
                 self.output.reply(&r);
                 match reply_result(r) {
                     Ok(_) => Ok(()),
-                    Err(error) => Err(Failure {
-                        error,
-                        reported: true,
-                    }),
+                    Err(error) => Err(Failure { error, reported: true }),
                 }
             }
             // `quit` may close the socket before its reply arrives.
@@ -370,9 +339,9 @@ impl Session {
     fn qmp_client(&self, what: &str) -> Result<Arc<QmpClient>> {
         match &self.monitor {
             Some(Monitor::Qmp(c)) => Ok(c.clone()),
-            Some(Monitor::Hmp(_)) => Err(Error::Input(format!(
-                "This is an HMP monitor: {what} work only over QMP"
-            ))),
+            Some(Monitor::Hmp(_)) => {
+                Err(Error::Input(format!("This is an HMP monitor: {what} work only over QMP")))
+            }
             None => Err(not_connected()),
         }
     }
@@ -397,16 +366,9 @@ impl Session {
             Ok(text) => {
                 self.output.hmp_output(&text);
                 if output_is_error(&text) {
-                    let desc = text
-                        .lines()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("")
-                        .to_string();
+                    let desc = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
                     return Err(Failure {
-                        error: Error::Command {
-                            class: "HMP".into(),
-                            desc,
-                        },
+                        error: Error::Command { class: "HMP".into(), desc },
                         reported: true,
                     });
                 }
@@ -441,18 +403,16 @@ impl Session {
                         self.output.message(&format!("mode {mode}"));
                     }
                     (Some(_), Some(Monitor::Hmp(_))) => {
-                        return Err(Error::Input(
-                            "This is an HMP monitor: there is no QMP mode".into(),
-                        )
-                        .into());
+                        return Err(
+                            Error::Input("This is an HMP monitor: there is no QMP mode".into()).into()
+                        );
                     }
                     (Some("hmp"), _) => self.hmp_mode = true,
                     (Some("qmp"), _) => self.hmp_mode = false,
                     (Some(other), _) => {
-                        return Err(Error::Input(format!(
-                            "mode: expected 'qmp' or 'hmp', got '{other}'"
-                        ))
-                        .into());
+                        return Err(
+                            Error::Input(format!("mode: expected 'qmp' or 'hmp', got '{other}'")).into()
+                        );
                     }
                 }
                 self.publish_mode();
@@ -490,9 +450,7 @@ impl Session {
                 self.output.message(d.trim_end());
                 Ok(Flow::Continue)
             }
-            None => {
-                Err(Error::Input(format!("No command '{topic}' in the server's schema")).into())
-            }
+            None => Err(Error::Input(format!("No command '{topic}' in the server's schema")).into()),
         }
     }
 
@@ -512,9 +470,7 @@ impl Session {
             Err(e) if e.is_fatal() => return Err(e),
             Err(_) => match c.execute("query-commands", Map::new()) {
                 Ok(Value::Array(list)) => Some(Schema::from_command_names(
-                    list.iter()
-                        .filter_map(|c| c.get("name").and_then(Value::as_str))
-                        .map(str::to_string),
+                    list.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).map(str::to_string),
                 )),
                 Ok(_) => None,
                 Err(e) if e.is_fatal() => return Err(e),
@@ -531,8 +487,7 @@ impl Session {
     /// Schema and HMP command lists for completion. Failures only mean less completion.
     fn load_completion_data(&mut self) {
         if let Err(e) = self.ensure_schema() {
-            self.output
-                .error(&format!("Cannot read the QMP schema: {e}"));
+            self.output.error(&format!("Cannot read the QMP schema: {e}"));
         }
         let hmp = |line: &str| -> Option<String> {
             match &self.monitor {
@@ -563,7 +518,5 @@ impl Drop for Session {
 }
 
 fn not_connected() -> Error {
-    Error::Closed {
-        context: "; type 'reconnect' to connect again".into(),
-    }
+    Error::Closed { context: "; type 'reconnect' to connect again".into() }
 }

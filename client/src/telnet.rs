@@ -75,10 +75,7 @@ mod tests {
     fn strips_qemu_negotiation() {
         let mut f = TelnetFilter::default();
         let mut out = Vec::new();
-        f.filter(
-            b"\xff\xfb\x01\xff\xfb\x03\xff\xfb\x00\xff\xfd\x00QEMU",
-            &mut out,
-        );
+        f.filter(b"\xff\xfb\x01\xff\xfb\x03\xff\xfb\x00\xff\xfd\x00QEMU", &mut out);
         assert_eq!(out, b"QEMU");
     }
 
@@ -88,10 +85,7 @@ mod tests {
         let mut out = Vec::new();
         f.filter(b"a\xff", &mut out);
         f.filter(b"\xfb", &mut out);
-        f.filter(
-            b"\x01b\xff\xffc\xff\xfa\x18\x01\xff\xf0d\xff\xf3e",
-            &mut out,
-        );
+        f.filter(b"\x01b\xff\xffc\xff\xfa\x18\x01\xff\xf0d\xff\xf3e", &mut out);
         assert_eq!(out, b"ab\xffcde");
     }
 

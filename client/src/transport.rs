@@ -80,10 +80,7 @@ pub fn connect(address: &Address, retry: Option<Duration>, timeout: Duration) ->
                         thread::sleep(Duration::from_millis(100));
                     }
                     _ => {
-                        return Err(Error::Connect {
-                            address: address.to_string(),
-                            source: e,
-                        });
+                        return Err(Error::Connect { address: address.to_string(), source: e });
                     }
                 }
             }

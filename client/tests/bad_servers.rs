@@ -13,11 +13,7 @@ fn run_fast(address: &str, extra: &[&str]) -> common::Run {
     args.extend_from_slice(extra);
     let start = Instant::now();
     let r = vmmon(&args, "");
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
     r
 }
 
@@ -28,12 +24,7 @@ fn text_garbage_instead_of_a_greeting() {
         thread::sleep(Duration::from_secs(5));
     });
     let r = run_fast(&fake.address(), &["-c", "query-status"]).expect(2);
-    assert!(
-        r.stderr
-            .contains("neither a QMP greeting nor an HMP banner: \"HTTP/1.1 400"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("neither a QMP greeting nor an HMP banner: \"HTTP/1.1 400"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 }
 
@@ -78,11 +69,7 @@ fn a_message_that_is_neither_reply_nor_event() {
         thread::sleep(Duration::from_secs(5));
     });
     let r = run_fast(&fake.address(), &["-c", "query-status"]).expect(2);
-    assert!(
-        r.stderr.contains("neither a reply nor an event"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("neither a reply nor an event"), "{}", r.stderr);
 }
 
 #[test]
@@ -95,11 +82,7 @@ fn connection_closed_in_the_middle_of_a_reply() {
         thread::sleep(Duration::from_secs(1));
     });
     let r = run_fast(&fake.address(), &["-c", "query-status"]).expect(2);
-    assert!(
-        r.stderr.contains("in the middle of a message"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("in the middle of a message"), "{}", r.stderr);
 }
 
 #[test]
@@ -109,8 +92,7 @@ fn connection_closed_in_the_middle_of_the_greeting() {
     });
     let r = run_fast(&fake.address(), &["-c", "query-status"]).expect(2);
     assert!(
-        r.stderr
-            .contains("Connection closed by the server in the middle of its greeting"),
+        r.stderr.contains("Connection closed by the server in the middle of its greeting"),
         "{}",
         r.stderr
     );
@@ -123,11 +105,7 @@ fn connection_closed_before_any_reply() {
         let _ = read_request(&mut c);
     });
     let r = run_fast(&fake.address(), &["-c", "query-status"]).expect(2);
-    assert!(
-        r.stderr.contains("Connection closed by the server"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Connection closed by the server"), "{}", r.stderr);
 }
 
 #[test]
@@ -135,17 +113,8 @@ fn a_server_that_never_greets() {
     let fake = FakeServer::start(|_c| {
         thread::sleep(Duration::from_secs(8));
     });
-    let r = vmmon(
-        &[&fake.address(), "--timeout", "1", "-c", "query-status"],
-        "",
-    )
-    .expect(2);
-    assert!(
-        r.stderr
-            .contains("Timed out after 1s waiting for a QMP greeting or HMP banner"),
-        "{}",
-        r.stderr
-    );
+    let r = vmmon(&[&fake.address(), "--timeout", "1", "-c", "query-status"], "").expect(2);
+    assert!(r.stderr.contains("Timed out after 1s waiting for a QMP greeting or HMP banner"), "{}", r.stderr);
 }
 
 #[test]
@@ -154,17 +123,8 @@ fn a_server_that_never_finishes_negotiation() {
         let _ = c.write_all(GREETING.as_bytes());
         thread::sleep(Duration::from_secs(8));
     });
-    let r = vmmon(
-        &[&fake.address(), "--timeout", "1", "-c", "query-status"],
-        "",
-    )
-    .expect(2);
-    assert!(
-        r.stderr
-            .contains("waiting for the reply to qmp_capabilities"),
-        "{}",
-        r.stderr
-    );
+    let r = vmmon(&[&fake.address(), "--timeout", "1", "-c", "query-status"], "").expect(2);
+    assert!(r.stderr.contains("waiting for the reply to qmp_capabilities"), "{}", r.stderr);
 }
 
 #[test]
@@ -176,17 +136,8 @@ fn hmp_server_that_stops_before_the_prompt() {
         let _ = c.write_all(b"VM status: runn");
         thread::sleep(Duration::from_secs(8));
     });
-    let r = vmmon(
-        &[&fake.address(), "--timeout", "1", "-c", "info status"],
-        "",
-    )
-    .expect(2);
-    assert!(
-        r.stderr
-            .contains("waiting for the '(qemu)' prompt after 'info status'"),
-        "{}",
-        r.stderr
-    );
+    let r = vmmon(&[&fake.address(), "--timeout", "1", "-c", "info status"], "").expect(2);
+    assert!(r.stderr.contains("waiting for the '(qemu)' prompt after 'info status'"), "{}", r.stderr);
 }
 
 #[test]
@@ -198,12 +149,7 @@ fn hmp_server_that_closes_mid_output() {
         let _ = c.write_all(b"info status\r\nVM status: runn");
     });
     let r = run_fast(&fake.address(), &["-c", "info status"]).expect(2);
-    assert!(
-        r.stderr
-            .contains("Connection closed by the server after sending"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Connection closed by the server after sending"), "{}", r.stderr);
 }
 
 /// A well-behaved but unusual server: messages split across writes with pauses, several

@@ -9,10 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn repl_command(address: &str, state: &Path) -> String {
-    format!(
-        "env XDG_STATE_HOME={} TERM=xterm {VMMON} {address}",
-        state.display()
-    )
+    format!("env XDG_STATE_HOME={} TERM=xterm {VMMON} {address}", state.display())
 }
 
 #[test]
@@ -20,16 +17,12 @@ fn completion_history_and_events_while_typing() {
     let s = Server::start();
     let state = tempfile::tempdir().unwrap();
     let t = Tmux::start(&repl_command(&s.unix(), state.path()));
-    t.wait_for("the prompt", Duration::from_secs(15), |s| {
-        last_line(s) == "(qmp)"
-    });
+    t.wait_for("the prompt", Duration::from_secs(15), |s| last_line(s) == "(qmp)");
 
     // A command name from the live schema.
     t.type_text("query-statu");
     t.keys(&["Tab"]);
-    t.wait_for("command completion", Duration::from_secs(10), |s| {
-        last_line(s) == "(qmp) query-status"
-    });
+    t.wait_for("command completion", Duration::from_secs(10), |s| last_line(s) == "(qmp) query-status");
     t.keys(&["Enter"]);
     t.wait_text("\"status\": \"prelaunch\"");
 
@@ -49,13 +42,9 @@ fn completion_history_and_events_while_typing() {
     t.keys(&["C-u"]);
 
     // History: Up recalls the last command; running it again gives a second reply.
-    t.wait_for("an empty prompt", Duration::from_secs(10), |s| {
-        last_line(s) == "(qmp)"
-    });
+    t.wait_for("an empty prompt", Duration::from_secs(10), |s| last_line(s) == "(qmp)");
     t.keys(&["Up"]);
-    t.wait_for("history recall", Duration::from_secs(10), |s| {
-        last_line(s) == "(qmp) query-status"
-    });
+    t.wait_for("history recall", Duration::from_secs(10), |s| last_line(s) == "(qmp) query-status");
     t.keys(&["Enter"]);
     t.wait_for("the second reply", Duration::from_secs(10), |s| {
         s.matches("\"status\": \"prelaunch\"").count() == 2
@@ -63,9 +52,7 @@ fn completion_history_and_events_while_typing() {
 
     // An event caused by another monitor while a line is half typed.
     t.type_text("query-ver");
-    t.wait_for("the typed text", Duration::from_secs(10), |s| {
-        last_line(s) == "(qmp) query-ver"
-    });
+    t.wait_for("the typed text", Duration::from_secs(10), |s| last_line(s) == "(qmp) query-ver");
     vmmon(&[&s.unix2(), "-c", "cont", "-c", "stop"], "").expect(0);
     let screen = t.wait_text("event STOP");
     assert!(screen.contains("event RESUME"), "{screen}");
@@ -79,28 +66,17 @@ fn completion_history_and_events_while_typing() {
     t.keys(&["C-d"]);
     let history = state.path().join("vmmon").join("history");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&history)
-        .unwrap_or_default()
-        .contains("query-version")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "history not saved in {}",
-            history.display()
-        );
+    while !std::fs::read_to_string(&history).unwrap_or_default().contains("query-version") {
+        assert!(std::time::Instant::now() < deadline, "history not saved in {}", history.display());
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(t);
     let t = Tmux::start(&repl_command(&s.unix(), state.path()));
-    t.wait_for("the prompt", Duration::from_secs(15), |s| {
-        last_line(s) == "(qmp)"
-    });
+    t.wait_for("the prompt", Duration::from_secs(15), |s| last_line(s) == "(qmp)");
     t.keys(&["Up"]);
-    t.wait_for(
-        "history from the previous session",
-        Duration::from_secs(10),
-        |s| last_line(s) == "(qmp) query-version",
-    );
+    t.wait_for("history from the previous session", Duration::from_secs(10), |s| {
+        last_line(s) == "(qmp) query-version"
+    });
 }
 
 #[test]
@@ -109,9 +85,7 @@ fn hmp_completion_from_the_servers_help() {
     let state = tempfile::tempdir().unwrap();
     let addr = format!("telnet:127.0.0.1:{}", s.hmp_telnet);
     let t = Tmux::start(&repl_command(&addr, state.path()));
-    t.wait_for("the prompt", Duration::from_secs(15), |s| {
-        last_line(s) == "(qemu)"
-    });
+    t.wait_for("the prompt", Duration::from_secs(15), |s| last_line(s) == "(qemu)");
     t.type_text("info statu");
     t.keys(&["Tab"]);
     t.wait_for("info subcommand completion", Duration::from_secs(10), |s| {
@@ -121,9 +95,7 @@ fn hmp_completion_from_the_servers_help() {
     t.wait_text("VM status: paused (prelaunch)");
     t.type_text("system_res");
     t.keys(&["Tab"]);
-    t.wait_for("command completion", Duration::from_secs(10), |s| {
-        last_line(s) == "(qemu) system_reset"
-    });
+    t.wait_for("command completion", Duration::from_secs(10), |s| last_line(s) == "(qemu) system_reset");
 }
 
 #[test]
@@ -133,9 +105,7 @@ fn block_job_progress_bar() {
     let s = Server::start_in(dir, &common::blockdev_args(&base, &top));
     let state = tempfile::tempdir().unwrap();
     let t = Tmux::start(&repl_command(&s.unix(), state.path()));
-    t.wait_for("the prompt", Duration::from_secs(15), |s| {
-        last_line(s) == "(qmp)"
-    });
+    t.wait_for("the prompt", Duration::from_secs(15), |s| last_line(s) == "(qmp)");
     // 8 MiB at 4 MiB/s: about two seconds of progress.
     t.type_text("block-stream job-id=st0 device=top speed=4194304");
     t.keys(&["Enter"]);
@@ -146,9 +116,7 @@ fn block_job_progress_bar() {
     t.type_text("query-block-jo");
     let screen = t.wait_text("event BLOCK_JOB_COMPLETED");
     let screen = if screen.contains("stream st0 [") {
-        t.wait_for("the bar to go away", Duration::from_secs(10), |s| {
-            !s.contains("stream st0 [")
-        })
+        t.wait_for("the bar to go away", Duration::from_secs(10), |s| !s.contains("stream st0 ["))
     } else {
         screen
     };

@@ -8,16 +8,8 @@ use common::{Server, vmmon};
 #[test]
 fn qmp_over_unix_socket() {
     let s = Server::start();
-    let r = vmmon(
-        &[&s.unix(), "-c", "query-status", "-c", "query-version"],
-        "",
-    )
-    .expect(0);
-    assert!(
-        r.stdout.contains("\"status\": \"prelaunch\""),
-        "{}",
-        r.stdout
-    );
+    let r = vmmon(&[&s.unix(), "-c", "query-status", "-c", "query-version"], "").expect(0);
+    assert!(r.stdout.contains("\"status\": \"prelaunch\""), "{}", r.stdout);
     assert!(r.stdout.contains("\"major\""), "{}", r.stdout);
     // A bare path works too.
     let path = s.qmp.to_str().unwrap();
@@ -29,11 +21,7 @@ fn qmp_over_unix_socket() {
 fn qmp_over_tcp_with_events_and_compact_output() {
     let s = Server::start();
     let addr = format!("tcp:127.0.0.1:{}", s.qmp_tcp);
-    let r = vmmon(
-        &[&addr, "--compact", "-c", "cont", "-c", "query-status"],
-        "",
-    )
-    .expect(0);
+    let r = vmmon(&[&addr, "--compact", "-c", "cont", "-c", "query-status"], "").expect(0);
     assert!(r.stdout.contains("event RESUME"), "{}", r.stdout);
     assert!(r.stdout.contains("\"status\":\"running\""), "{}", r.stdout);
 }
@@ -42,23 +30,8 @@ fn qmp_over_tcp_with_events_and_compact_output() {
 fn hmp_over_telnet() {
     let s = Server::start();
     let addr = format!("telnet:127.0.0.1:{}", s.hmp_telnet);
-    let r = vmmon(
-        &[
-            &addr,
-            "-c",
-            "info status",
-            "-c",
-            "stop",
-            "-c",
-            "info status",
-        ],
-        "",
-    )
-    .expect(0);
-    assert_eq!(
-        r.stdout,
-        "VM status: paused (prelaunch)\nVM status: paused (prelaunch)\n"
-    );
+    let r = vmmon(&[&addr, "-c", "info status", "-c", "stop", "-c", "info status"], "").expect(0);
+    assert_eq!(r.stdout, "VM status: paused (prelaunch)\nVM status: paused (prelaunch)\n");
     // The same port as plain tcp: the telnet negotiation is recognised and stripped.
     let addr = format!("tcp:127.0.0.1:{}", s.hmp_telnet);
     let r = vmmon(&[&addr, "-c", "help stop"], "").expect(0);
@@ -73,11 +46,7 @@ fn hmp_over_unix_socket_and_hmp_errors() {
     assert_eq!(r.stdout, "VM status: running\n");
     // An unknown HMP command is a failed command: exit 1, the rest is not run.
     let r = vmmon(&[&addr, "-c", "bogus", "-c", "echo not reached"], "").expect(1);
-    assert!(
-        r.stdout.contains("unknown command: 'bogus'"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("unknown command: 'bogus'"), "{}", r.stdout);
     assert!(!r.stdout.contains("not reached"));
 }
 
@@ -89,25 +58,11 @@ fn hmp_through_qmp_with_prefix_and_mode() {
     let r = vmmon(&[&s.unix(), "--hmp", "-c", "info status"], "").expect(0);
     assert_eq!(r.stdout, "VM status: paused (prelaunch)\n");
     let r = vmmon(
-        &[
-            &s.unix(),
-            "-c",
-            "mode hmp",
-            "-c",
-            "info status",
-            "-c",
-            "mode qmp",
-            "-c",
-            "query-status",
-        ],
+        &[&s.unix(), "-c", "mode hmp", "-c", "info status", "-c", "mode qmp", "-c", "query-status"],
         "",
     )
     .expect(0);
-    assert!(
-        r.stdout.starts_with("VM status: paused (prelaunch)\n{"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.starts_with("VM status: paused (prelaunch)\n{"), "{}", r.stdout);
     let r = vmmon(&[&s.unix(), "-c", "!bogus"], "").expect(1);
     assert!(r.stdout.contains("unknown command"), "{}", r.stdout);
 }
@@ -153,17 +108,9 @@ fn qmp_shell_arguments_are_typed_from_the_schema() {
     // `property` is a str: 123 must reach the server as the string "123" (a number would get
     // "Invalid parameter type for 'property', expected: string").
     let r = vmmon(&[&s.unix(), "-c", "qom-get path=/machine property=123"], "").expect(1);
-    assert!(
-        r.stderr.contains("Error (GenericError): Property"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Error (GenericError): Property"), "{}", r.stderr);
     assert!(!r.stderr.contains("Invalid parameter type"), "{}", r.stderr);
-    let r = vmmon(
-        &[&s.unix(), "-c", "qom-get path=/machine property=type"],
-        "",
-    )
-    .expect(0);
+    let r = vmmon(&[&s.unix(), "-c", "qom-get path=/machine property=type"], "").expect(0);
     assert_eq!(r.stdout, "none-machine\n");
     // Nested keys and JSON values.
     let r = vmmon(
@@ -183,23 +130,11 @@ fn qmp_shell_arguments_are_typed_from_the_schema() {
 fn help_for_client_and_schema() {
     let s = Server::start();
     let r = vmmon(&[&s.unix(), "-c", "help", "-c", "help block-stream"], "").expect(0);
-    assert!(
-        r.stdout.contains("wait-event NAME [TIMEOUT]"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("wait-event NAME [TIMEOUT]"), "{}", r.stdout);
     assert!(r.stdout.contains("  device=str\n"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("  speed=int (optional)\n"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("  speed=int (optional)\n"), "{}", r.stdout);
     let r = vmmon(&[&s.unix(), "-c", "help no-such-command"], "").expect(1);
-    assert!(
-        r.stderr.contains("No command 'no-such-command'"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("No command 'no-such-command'"), "{}", r.stderr);
 }
 
 #[test]
@@ -209,10 +144,7 @@ fn quit_ends_the_server_cleanly() {
     assert!(r.stdout.contains("event SHUTDOWN"), "{}", r.stdout);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while s.running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server still running after quit"
-        );
+        assert!(std::time::Instant::now() < deadline, "server still running after quit");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

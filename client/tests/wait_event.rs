@@ -30,11 +30,7 @@ fn waits_for_an_event_caused_by_another_monitor() {
     )
     .expect(0);
     t.join().unwrap();
-    let msgs: Vec<serde_json::Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let msgs: Vec<serde_json::Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let names: Vec<&str> = msgs.iter().filter_map(|m| m["event"].as_str()).collect();
     assert_eq!(names, ["RESUME", "STOP"]);
     assert_eq!(msgs.last().unwrap()["return"]["status"], "paused");
@@ -44,19 +40,7 @@ fn waits_for_an_event_caused_by_another_monitor() {
 fn events_that_came_before_the_wait_are_not_missed() {
     let s = Server::start();
     // QEMU sends RESUME before the reply to cont: the wait must still see it.
-    let r = vmmon(
-        &[
-            &s.unix(),
-            "-c",
-            "cont",
-            "-c",
-            "wait-event RESUME 5",
-            "-c",
-            "echo got it",
-        ],
-        "",
-    )
-    .expect(0);
+    let r = vmmon(&[&s.unix(), "-c", "cont", "-c", "wait-event RESUME 5", "-c", "echo got it"], "").expect(0);
     assert!(r.stdout.contains("got it"), "{}", r.stdout);
 }
 
@@ -81,23 +65,9 @@ fn filters_select_the_event() {
         "",
     )
     .expect(0);
-    assert!(
-        r.stdout.contains("event BLOCK_JOB_COMPLETED"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("event BLOCK_JOB_COMPLETED"), "{}", r.stdout);
     assert!(r.stdout.trim_end().ends_with("[]"), "{}", r.stdout);
     // A filter that never matches times out.
-    let r = vmmon(
-        &[
-            &s.unix(),
-            "-c",
-            "cont",
-            "-c",
-            "wait-event RESUME 0.3 reason=nope",
-        ],
-        "",
-    )
-    .expect(2);
+    let r = vmmon(&[&s.unix(), "-c", "cont", "-c", "wait-event RESUME 0.3 reason=nope"], "").expect(2);
     assert!(r.stderr.contains("RESUME reason=nope"), "{}", r.stderr);
 }

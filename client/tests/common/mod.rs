@@ -28,9 +28,7 @@ pub fn server_kind() -> String {
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// The server binary, or a panic that says how to get it.
@@ -43,16 +41,14 @@ pub fn server_binary() -> PathBuf {
             )
         }),
         "vmm" => {
-            let p = std::env::var_os("VMMON_TEST_VMM")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    // target/debug/deps/<test> -> target/debug/vmm
-                    let exe = std::env::current_exe().expect("test binary path");
-                    exe.parent()
-                        .and_then(Path::parent)
-                        .map(|d| d.join("vmm"))
-                        .unwrap_or_else(|| PathBuf::from("vmm"))
-                });
+            let p = std::env::var_os("VMMON_TEST_VMM").map(PathBuf::from).unwrap_or_else(|| {
+                // target/debug/deps/<test> -> target/debug/vmm
+                let exe = std::env::current_exe().expect("test binary path");
+                exe.parent()
+                    .and_then(Path::parent)
+                    .map(|d| d.join("vmm"))
+                    .unwrap_or_else(|| PathBuf::from("vmm"))
+            });
             assert!(
                 p.is_file(),
                 "VMMON_TEST_SERVER=vmm but {} does not exist: build it (cargo build -p vmm) \
@@ -135,15 +131,7 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start the server");
-        let mut server = Server {
-            child,
-            dir,
-            qmp,
-            qmp2,
-            qmp_tcp,
-            hmp,
-            hmp_telnet,
-        };
+        let mut server = Server { child, dir, qmp, qmp2, qmp_tcp, hmp, hmp_telnet };
         server.wait_ready();
         server
     }
@@ -152,14 +140,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the server exited ({status}) during startup: {}",
-                    self.log()
-                );
+                panic!("the server exited ({status}) during startup: {}", self.log());
             }
-            let sockets = [&self.qmp, &self.qmp2, &self.hmp]
-                .iter()
-                .all(|p| p.exists());
+            let sockets = [&self.qmp, &self.qmp2, &self.hmp].iter().all(|p| p.exists());
             let ports = [self.qmp_tcp, self.hmp_telnet]
                 .iter()
                 .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
@@ -168,11 +151,7 @@ impl Server {
                 thread::sleep(Duration::from_millis(100));
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not open its monitors: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "the server did not open its monitors: {}", self.log());
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -225,11 +204,7 @@ impl Run {
             "unexpected exit status\n--- stdout\n{}\n--- stderr\n{}",
             self.stdout, self.stderr
         );
-        assert!(
-            !self.stderr.contains("panicked"),
-            "vmmon panicked: {}",
-            self.stderr
-        );
+        assert!(!self.stderr.contains("panicked"), "vmmon panicked: {}", self.stderr);
         self
     }
 }
@@ -295,24 +270,11 @@ static TMUX_COUNTER: AtomicUsize = AtomicUsize::new(0);
 impl Tmux {
     pub fn start(command: &str) -> Tmux {
         require_tool("tmux", "tmux");
-        let socket = format!(
-            "vmmon-test-{}-{}",
-            std::process::id(),
-            TMUX_COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+        let socket =
+            format!("vmmon-test-{}-{}", std::process::id(), TMUX_COUNTER.fetch_add(1, Ordering::SeqCst));
         let t = Tmux { socket };
         let ok = t
-            .cmd(&[
-                "new-session",
-                "-d",
-                "-s",
-                "main",
-                "-x",
-                "140",
-                "-y",
-                "40",
-                command,
-            ])
+            .cmd(&["new-session", "-d", "-s", "main", "-x", "140", "-y", "40", command])
             .status()
             .expect("run tmux")
             .success();
@@ -329,11 +291,8 @@ impl Tmux {
 
     /// Types literal text.
     pub fn type_text(&self, text: &str) {
-        let ok = self
-            .cmd(&["send-keys", "-t", "main", "-l", text])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let ok =
+            self.cmd(&["send-keys", "-t", "main", "-l", text]).status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "tmux send-keys failed");
     }
 
@@ -341,20 +300,13 @@ impl Tmux {
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend_from_slice(keys);
-        let ok = self
-            .cmd(&args)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let ok = self.cmd(&args).status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "tmux send-keys failed");
     }
 
     /// The visible screen.
     pub fn screen(&self) -> String {
-        let out = self
-            .cmd(&["capture-pane", "-p", "-t", "main"])
-            .output()
-            .expect("tmux capture-pane");
+        let out = self.cmd(&["capture-pane", "-p", "-t", "main"]).output().expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -375,9 +327,7 @@ impl Tmux {
 
     /// Waits until the screen contains `text`.
     pub fn wait_text(&self, text: &str) -> String {
-        self.wait_for(&format!("{text:?}"), Duration::from_secs(15), |s| {
-            s.contains(text)
-        })
+        self.wait_for(&format!("{text:?}"), Duration::from_secs(15), |s| s.contains(text))
     }
 }
 
@@ -389,11 +339,7 @@ impl Drop for Tmux {
 
 /// The last non-blank line of a screen.
 pub fn last_line(screen: &str) -> &str {
-    screen
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
+    screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
 /// A fake monitor on a unix socket: `serve` handles each connection.
@@ -477,17 +423,9 @@ pub fn negotiate(s: &mut std::os::unix::net::UnixStream) -> Option<()> {
 }
 
 /// Sends `{"return": <ret>, "id": <the request's id>}`.
-pub fn reply(
-    s: &mut std::os::unix::net::UnixStream,
-    req: &serde_json::Value,
-    ret: &str,
-) -> Option<()> {
-    let id = req
-        .get("id")
-        .map(|i| format!(", \"id\": {i}"))
-        .unwrap_or_default();
-    s.write_all(format!("{{\"return\": {ret}{id}}}\r\n").as_bytes())
-        .ok()
+pub fn reply(s: &mut std::os::unix::net::UnixStream, req: &serde_json::Value, ret: &str) -> Option<()> {
+    let id = req.get("id").map(|i| format!(", \"id\": {i}")).unwrap_or_default();
+    s.write_all(format!("{{\"return\": {ret}{id}}}\r\n").as_bytes()).ok()
 }
 
 /// Small qcow2 images for block-job tests: base (data) <- top (empty overlay).
@@ -498,19 +436,10 @@ pub fn block_images(dir: &Path) -> (PathBuf, PathBuf) {
     let top = dir.join("top.qcow2");
     let run = |c: &mut Command| {
         let out = c.output().expect("run qemu-img/qemu-io");
-        assert!(
-            out.status.success(),
-            "{c:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     };
-    run(Command::new(&qemu_img)
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&base)
-        .arg("8M"));
-    run(Command::new(&qemu_io)
-        .args(["-c", "write -P 0xaa 0 8M"])
-        .arg(&base));
+    run(Command::new(&qemu_img).args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("8M"));
+    run(Command::new(&qemu_io).args(["-c", "write -P 0xaa 0 8M"]).arg(&base));
     run(Command::new(&qemu_img)
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
         .arg(&base)
@@ -522,10 +451,7 @@ pub fn block_images(dir: &Path) -> (PathBuf, PathBuf) {
 pub fn blockdev_args(base: &Path, top: &Path) -> Vec<String> {
     vec![
         "-blockdev".into(),
-        format!(
-            "driver=file,filename={},node-name=base-file",
-            base.display()
-        ),
+        format!("driver=file,filename={},node-name=base-file", base.display()),
         "-blockdev".into(),
         "driver=qcow2,file=base-file,node-name=base".into(),
         "-blockdev".into(),

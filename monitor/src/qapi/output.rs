@@ -14,13 +14,16 @@ pub fn strip_absent(v: &mut Value, ty: QType) {
             def.all_members(&mut members);
             if let Some(u) = &def.union {
                 let tag = map.get(u.tag).and_then(Value::as_str).unwrap_or_default().to_string();
-                if let Some(QType::Object(vdef)) = u.variants.iter().find(|(c, _)| *c == tag).map(|(_, t)| t()) {
+                if let Some(QType::Object(vdef)) =
+                    u.variants.iter().find(|(c, _)| *c == tag).map(|(_, t)| t())
+                {
                     vdef.all_members(&mut members);
                 }
             }
             for m in members {
                 let mty = (m.ty)();
-                let keeps_null = matches!(mty, QType::Builtin(Builtin::Null | Builtin::Any) | QType::Alternate(_));
+                let keeps_null =
+                    matches!(mty, QType::Builtin(Builtin::Null | Builtin::Any) | QType::Alternate(_));
                 if m.optional && !keeps_null && map.get(m.name).is_some_and(Value::is_null) {
                     map.remove(m.name);
                 } else if let Some(child) = map.get_mut(m.name) {
@@ -60,7 +63,8 @@ mod tests {
 
     #[test]
     fn absent_members_are_left_out() {
-        let o = Outer { name: None, list: vec![Inner { a: None, b: 1 }, Inner { a: Some(2), b: 3 }], any: None };
+        let o =
+            Outer { name: None, list: vec![Inner { a: None, b: 1 }, Inner { a: Some(2), b: 3 }], any: None };
         let mut v = serde_json::to_value(&o).unwrap();
         strip_absent(&mut v, Outer::qapi_type());
         assert_eq!(v, json!({"list": [{"b": 1}, {"a": 2, "b": 3}], "any": null}));
