@@ -11,6 +11,10 @@
 
 use std::path::PathBuf;
 
+pub mod kvm;
+
+pub use kvm::{KvmMachine, KvmProbe, probe};
+
 /// What the command line asked for (`-m`, `-smp`, `-kernel`, ...), already validated syntactically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
