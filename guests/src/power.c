@@ -93,7 +93,7 @@ void wait_power_button(const struct acpi_info *ai)
 void triple_fault(void)
 {
     struct { u16 limit; u64 base; } __attribute__((packed)) none = {0, 0};
-    __asm__ volatile("lidt %0; int3" ::"m"(none));
+    __asm__ volatile("lidt %0; ud2" ::"m"(none));
 }
 
 void exception_report(u64 vector, u64 error, u64 rip)

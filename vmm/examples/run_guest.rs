@@ -14,6 +14,10 @@ use vmm::machine::kvm::serial_outputs;
 use vmm::machine::{GuestEvent, KvmMachine, Machine, MachineConfig, SerialBackend, SmpConfig, probe};
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let mut config = MachineConfig {
         memory_bytes: 128 << 20,

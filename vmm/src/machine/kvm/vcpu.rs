@@ -225,6 +225,22 @@ fn log_unknown(ctx: &VcpuContext, kind: &str, addr: u64, len: usize, write: Opti
 enum Next {
     Continue,
     Stop(GuestEvent),
+    /// KVM_EXIT_INTERNAL_ERROR: the details are read from kvm_run after the exit is released.
+    InternalError,
+}
+
+/// QEMU's wording: "KVM internal error. Suberror: N" and the extra data words.
+fn internal_error_detail(fd: &mut VcpuFd) -> String {
+    let run = fd.get_kvm_run();
+    // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the union member KVM
+    // filled in; ndata is clamped to the array length.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    let n = (internal.ndata as usize).min(internal.data.len());
+    let mut detail = format!("KVM internal error. Suberror: {}", internal.suberror);
+    for (i, d) in internal.data[..n].iter().enumerate() {
+        detail.push_str(&format!("\nextra data[{i}]: {d:#018x}"));
+    }
+    detail
 }
 
 fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Next {
@@ -266,12 +282,7 @@ fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Next {
                 detail: format!("KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on host CPU {cpu}"),
             });
         }
-        VcpuExit::InternalError => {
-            return Next::Stop(GuestEvent::InternalError {
-                cpu: ctx.index,
-                detail: "KVM internal error (emulation failure)".into(),
-            });
-        }
+        VcpuExit::InternalError => return Next::InternalError,
         other => {
             return Next::Stop(GuestEvent::InternalError {
                 cpu: ctx.index,
@@ -332,17 +343,18 @@ fn vcpu_loop(ctx: &VcpuContext, fd: &mut VcpuFd) {
             }
             Want::Exit => return,
         }
-        match fd.run() {
-            Ok(exit) => {
-                if let Next::Stop(event) = handle_exit(ctx, exit) {
-                    ctx.events.report(event);
-                }
+        let next = match fd.run() {
+            Ok(exit) => handle_exit(ctx, exit),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Continue,
+            Err(e) => Next::Stop(GuestEvent::InternalError { cpu: ctx.index, detail: format!("KVM_RUN failed: {e}") }),
+        };
+        match next {
+            Next::Continue => {}
+            Next::Stop(event) => ctx.events.report(event),
+            Next::InternalError => {
+                let detail = internal_error_detail(fd);
+                ctx.events.report(GuestEvent::InternalError { cpu: ctx.index, detail });
             }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-            Err(e) => ctx.events.report(GuestEvent::InternalError {
-                cpu: ctx.index,
-                detail: format!("KVM_RUN failed: {e}"),
-            }),
         }
     }
 }
