@@ -11,7 +11,9 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use vmm::machine::kvm::serial_outputs;
-use vmm::machine::{GuestEvent, KvmMachine, Machine, MachineConfig, SerialBackend, SmpConfig, probe};
+use vmm::machine::{
+    GuestEvent, KvmMachine, Machine, MachineConfig, SerialBackend, SmpConfig, probe,
+};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -30,13 +32,23 @@ fn main() {
     };
     let (mut no_reboot, mut powerdown_after, mut timeout) = (false, None, 600u64);
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| fail(&format!("{a} needs a value")));
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| fail(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "-append" => config.append = val(),
-            "-m" => config.memory_bytes = val().parse::<u64>().unwrap_or_else(|_| fail("bad -m")) << 20,
+            "-m" => {
+                config.memory_bytes = val().parse::<u64>().unwrap_or_else(|_| fail("bad -m")) << 20
+            }
             "-smp" => {
                 let n = val().parse().unwrap_or_else(|_| fail("bad -smp"));
-                config.smp = SmpConfig { cpus: n, sockets: 1, cores: n, threads: 1 };
+                config.smp = SmpConfig {
+                    cpus: n,
+                    sockets: 1,
+                    cores: n,
+                    threads: 1,
+                };
             }
             "-initrd" => config.initrd = Some(PathBuf::from(val())),
             "-serial" => {
@@ -48,9 +60,13 @@ fn main() {
                 }];
             }
             "-no-reboot" => no_reboot = true,
-            "-powerdown-after" => powerdown_after = Some(Duration::from_millis(val().parse().unwrap_or(0))),
+            "-powerdown-after" => {
+                powerdown_after = Some(Duration::from_millis(val().parse().unwrap_or(0)))
+            }
             "-timeout" => timeout = val().parse().unwrap_or(600),
-            k if config.kernel.is_none() && !k.starts_with('-') => config.kernel = Some(PathBuf::from(k)),
+            k if config.kernel.is_none() && !k.starts_with('-') => {
+                config.kernel = Some(PathBuf::from(k))
+            }
             other => fail(&format!("unknown argument {other}")),
         }
     }

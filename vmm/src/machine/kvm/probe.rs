@@ -50,7 +50,9 @@ pub(crate) fn check_capabilities(kvm: &Kvm) -> Result<(), MachineError> {
     ];
     for (cap, what) in needed {
         if !kvm.check_extension(cap) {
-            return Err(MachineError::KvmUnavailable(format!("KVM lacks a required capability: {what}")));
+            return Err(MachineError::KvmUnavailable(format!(
+                "KVM lacks a required capability: {what}"
+            )));
         }
     }
     Ok(())

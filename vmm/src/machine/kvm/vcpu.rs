@@ -173,7 +173,10 @@ impl RunControl {
     }
 
     pub fn thread_id(&self, index: usize) -> i64 {
-        self.kicks.get(index).map(|k| k.tid.load(Ordering::SeqCst)).unwrap_or(0)
+        self.kicks
+            .get(index)
+            .map(|k| k.tid.load(Ordering::SeqCst))
+            .unwrap_or(0)
     }
 
     /// Run `f` on vCPU `index`'s thread and wait for its result.
@@ -198,7 +201,8 @@ impl RunControl {
             self.cv.notify_all();
         }
         self.kick(index);
-        rx.recv().map_err(|_| MachineError::Vcpu(format!("CPU {index} did not answer")))
+        rx.recv()
+            .map_err(|_| MachineError::Vcpu(format!("CPU {index} did not answer")))
     }
 }
 
@@ -216,9 +220,15 @@ pub struct VcpuContext {
 fn log_unknown(ctx: &VcpuContext, kind: &str, addr: u64, len: usize, write: Option<&[u8]>) {
     let n = ctx.unknown_io.fetch_add(1, Ordering::Relaxed);
     if n < 16 {
-        tracing::warn!(cpu = ctx.index, "guest {kind} access to unassigned {addr:#x} (len {len}, data {write:?}) ignored");
+        tracing::warn!(
+            cpu = ctx.index,
+            "guest {kind} access to unassigned {addr:#x} (len {len}, data {write:?}) ignored"
+        );
     } else {
-        tracing::debug!(cpu = ctx.index, "guest {kind} access to unassigned {addr:#x} ignored");
+        tracing::debug!(
+            cpu = ctx.index,
+            "guest {kind} access to unassigned {addr:#x} ignored"
+        );
     }
 }
 
@@ -272,14 +282,21 @@ fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Next {
         VcpuExit::SystemEvent(kind, _) => {
             return Next::Stop(match kind {
                 kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => GuestEvent::Shutdown,
-                kvm_bindings::KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset { triple_fault: false },
-                other => GuestEvent::InternalError { cpu: ctx.index, detail: format!("KVM system event {other}") },
+                kvm_bindings::KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset {
+                    triple_fault: false,
+                },
+                other => GuestEvent::InternalError {
+                    cpu: ctx.index,
+                    detail: format!("KVM system event {other}"),
+                },
             });
         }
         VcpuExit::FailEntry(reason, cpu) => {
             return Next::Stop(GuestEvent::InternalError {
                 cpu: ctx.index,
-                detail: format!("KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on host CPU {cpu}"),
+                detail: format!(
+                    "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on host CPU {cpu}"
+                ),
             });
         }
         VcpuExit::InternalError => return Next::InternalError,
@@ -346,14 +363,20 @@ fn vcpu_loop(ctx: &VcpuContext, fd: &mut VcpuFd) {
         let next = match fd.run() {
             Ok(exit) => handle_exit(ctx, exit),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Continue,
-            Err(e) => Next::Stop(GuestEvent::InternalError { cpu: ctx.index, detail: format!("KVM_RUN failed: {e}") }),
+            Err(e) => Next::Stop(GuestEvent::InternalError {
+                cpu: ctx.index,
+                detail: format!("KVM_RUN failed: {e}"),
+            }),
         };
         match next {
             Next::Continue => {}
             Next::Stop(event) => ctx.events.report(event),
             Next::InternalError => {
                 let detail = internal_error_detail(fd);
-                ctx.events.report(GuestEvent::InternalError { cpu: ctx.index, detail });
+                ctx.events.report(GuestEvent::InternalError {
+                    cpu: ctx.index,
+                    detail,
+                });
             }
         }
     }
@@ -369,9 +392,11 @@ pub fn spawn(ctx: VcpuContext, mut fd: VcpuFd) -> Result<JoinHandle<VcpuFd>, Mac
             unblock_kick_signal();
             let k = &ctx.control.kicks[ctx.index];
             // SAFETY: gettid and pthread_self have no preconditions.
-            k.tid.store(unsafe { libc::gettid() } as i64, Ordering::SeqCst);
+            k.tid
+                .store(unsafe { libc::gettid() } as i64, Ordering::SeqCst);
             // SAFETY: as above.
-            k.pthread.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+            k.pthread
+                .store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
             let ie = &mut fd.get_kvm_run().immediate_exit as *mut u8 as usize;
             k.immediate_exit.store(ie, Ordering::SeqCst);
             {
@@ -392,7 +417,11 @@ pub fn spawn(ctx: VcpuContext, mut fd: VcpuFd) -> Result<JoinHandle<VcpuFd>, Mac
 /// Wait until every vCPU thread has published its thread id (so `cpus()` is complete).
 pub fn wait_started(control: &RunControl) {
     let mut s = control.lock();
-    while control.kicks.iter().any(|k| k.tid.load(Ordering::SeqCst) == 0) {
+    while control
+        .kicks
+        .iter()
+        .any(|k| k.tid.load(Ordering::SeqCst) == 0)
+    {
         let (g, _) = control
             .cv
             .wait_timeout(s, std::time::Duration::from_millis(10))

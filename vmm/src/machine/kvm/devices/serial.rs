@@ -52,7 +52,10 @@ impl SerialDevice {
     pub fn new(irq: EventFd, out: SerialOutput) -> Self {
         let space = Arc::new(InputSpace::default());
         let uart = Serial::with_events(IrqFdTrigger(irq), Events(Arc::clone(&space)), out);
-        SerialDevice { uart: Some(uart), space }
+        SerialDevice {
+            uart: Some(uart),
+            space,
+        }
     }
 
     /// Back to the power-on register state; the writer and the irqfd stay.
@@ -62,7 +65,11 @@ impl SerialDevice {
             let out = old.into_writer();
             match irq {
                 Ok(fd) => {
-                    self.uart = Some(Serial::with_events(IrqFdTrigger(fd), Events(Arc::clone(&self.space)), out));
+                    self.uart = Some(Serial::with_events(
+                        IrqFdTrigger(fd),
+                        Events(Arc::clone(&self.space)),
+                        out,
+                    ));
                 }
                 Err(e) => tracing::error!("serial: cannot reset the UART: {e}"),
             }
@@ -77,7 +84,9 @@ impl SerialDevice {
     }
 
     fn enqueue(&mut self, bytes: &[u8]) -> usize {
-        let Some(uart) = self.uart.as_mut() else { return 0 };
+        let Some(uart) = self.uart.as_mut() else {
+            return 0;
+        };
         let room = uart.fifo_capacity();
         let n = room.min(bytes.len());
         if n == 0 {
@@ -95,7 +104,9 @@ impl SerialDevice {
 
 impl BusDevice for SerialDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        let Some(uart) = self.uart.as_mut() else { return data.fill(0xff) };
+        let Some(uart) = self.uart.as_mut() else {
+            return data.fill(0xff);
+        };
         if data.len() != 1 || offset > 7 {
             tracing::debug!(offset, len = data.len(), "serial: unsupported read width");
             data.fill(0xff);
@@ -105,7 +116,9 @@ impl BusDevice for SerialDevice {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let Some(uart) = self.uart.as_mut() else { return };
+        let Some(uart) = self.uart.as_mut() else {
+            return;
+        };
         if data.len() != 1 || offset > 7 {
             tracing::debug!(offset, len = data.len(), "serial: unsupported write width");
             return;
@@ -131,7 +144,10 @@ impl SerialInput {
 
     /// Queue as many bytes as the FIFO has room for; returns how many were taken.
     pub fn try_push(&self, bytes: &[u8]) -> usize {
-        self.device.lock().unwrap_or_else(|p| p.into_inner()).enqueue(bytes)
+        self.device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue(bytes)
     }
 
     /// Queue all of `bytes`, waiting up to `timeout` each time the FIFO is full; returns how
@@ -143,7 +159,11 @@ impl SerialInput {
             done += n;
             if n == 0 {
                 let g = self.space.lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (_g, res) = self.space.cv.wait_timeout(g, timeout).unwrap_or_else(|p| p.into_inner());
+                let (_g, res) = self
+                    .space
+                    .cv
+                    .wait_timeout(g, timeout)
+                    .unwrap_or_else(|p| p.into_inner());
                 if res.timed_out() && self.try_push(&bytes[done..]) == 0 {
                     break;
                 }
@@ -172,7 +192,10 @@ mod tests {
     #[test]
     fn output_input_and_bad_accesses() {
         let buf = Buf::default();
-        let dev = Arc::new(Mutex::new(SerialDevice::new(EventFd::new(0).unwrap(), Box::new(buf.clone()))));
+        let dev = Arc::new(Mutex::new(SerialDevice::new(
+            EventFd::new(0).unwrap(),
+            Box::new(buf.clone()),
+        )));
         dev.lock().unwrap().write(0, b"A");
         dev.lock().unwrap().write(0, &[1, 2]); // 16-bit write: ignored
         dev.lock().unwrap().write(9, b"B"); // beyond the registers: ignored
