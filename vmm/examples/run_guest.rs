@@ -2,7 +2,8 @@
 //! runs and the benchmark until the `vmm` command line is in place.
 //!
 //! `run_guest KERNEL [-append STR] [-m MIB] [-smp N] [-initrd FILE] [-serial file:PATH]
-//!  [-no-reboot] [-powerdown-after MS] [-timeout SEC]`
+//!  [-no-reboot] [-powerdown-after MS] [-timeout SEC] [-dump-acpi DIR]`
+//! `-dump-acpi DIR` writes every ACPI table to DIR/<SIG>.dat for `iasl -d`.
 //! The serial port goes to stdout unless `-serial file:PATH`. Exits 0 after the guest powers off,
 //! 2 on a guest reset with -no-reboot, 3 on an internal error, 4 on timeout.
 
@@ -30,7 +31,7 @@ fn main() {
         serial: vec![SerialBackend::Stdio],
         machine_alias: None,
     };
-    let (mut no_reboot, mut powerdown_after, mut timeout) = (false, None, 600u64);
+    let (mut no_reboot, mut powerdown_after, mut timeout, mut dump_acpi) = (false, None, 600u64, None);
     while let Some(a) = args.next() {
         let mut val = || {
             args.next()
@@ -60,6 +61,7 @@ fn main() {
                 }];
             }
             "-no-reboot" => no_reboot = true,
+            "-dump-acpi" => dump_acpi = Some(PathBuf::from(val())),
             "-powerdown-after" => {
                 powerdown_after = Some(Duration::from_millis(val().parse().unwrap_or(0)))
             }
@@ -81,6 +83,10 @@ fn main() {
     let outputs = serial_outputs(&config).unwrap_or_else(|e| fail(&e.to_string()));
     let (tx, rx) = channel();
     let mut m = KvmMachine::new(&config, outputs, tx).unwrap_or_else(|e| fail(&e.to_string()));
+    if let Some(dir) = dump_acpi {
+        let files = m.acpi_tables().write_to_dir(&dir).unwrap_or_else(|e| fail(&e.to_string()));
+        eprintln!("ACPI tables written: {files:?}");
+    }
     m.start().unwrap_or_else(|e| fail(&e.to_string()));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(timeout);

@@ -66,6 +66,20 @@ fn aml_bytes(a: &dyn Aml) -> Vec<u8> {
     v
 }
 
+impl AcpiTables {
+    /// Debug helper: write each table to `DIR/<SIGNATURE>.dat` (what `iasl -d` takes).
+    pub fn write_to_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut files = Vec::new();
+        for t in &self.tables {
+            let file = dir.join(format!("{}.dat", t.signature));
+            std::fs::write(&file, &t.bytes)?;
+            files.push(file);
+        }
+        Ok(files)
+    }
+}
+
 fn dsdt(config: &AcpiConfig) -> Vec<u8> {
     let s5_typ = S5_SLEEP_TYPE;
     let s5 = Name::new(
