@@ -1,7 +1,7 @@
 //! Boot a kernel on `KvmMachine` directly (no monitor): the machine's own driver for manual
 //! runs and the benchmark until the `vmm` command line is in place.
 //!
-//! `run_guest KERNEL [-append STR] [-m MIB] [-smp N] [-initrd FILE] [-serial file:PATH]
+//! `run_guest [-kernel] KERNEL [-append STR] [-m MIB] [-smp N] [-initrd FILE] [-serial file:PATH]
 //!  [-no-reboot] [-powerdown-after MS] [-timeout SEC] [-dump-acpi DIR]`
 //! `-dump-acpi DIR` writes every ACPI table to DIR/<SIG>.dat for `iasl -d`.
 //! The serial port goes to stdout unless `-serial file:PATH`. Exits 0 after the guest powers off,
@@ -31,7 +31,8 @@ fn main() {
         serial: vec![SerialBackend::Stdio],
         machine_alias: None,
     };
-    let (mut no_reboot, mut powerdown_after, mut timeout, mut dump_acpi) = (false, None, 600u64, None);
+    let (mut no_reboot, mut powerdown_after, mut timeout, mut dump_acpi) =
+        (false, None, 600u64, None);
     while let Some(a) = args.next() {
         let mut val = || {
             args.next()
@@ -39,6 +40,9 @@ fn main() {
         };
         match a.as_str() {
             "-append" => config.append = val(),
+            "-kernel" => config.kernel = Some(PathBuf::from(val())),
+            "-display" => drop(val()),
+            "-nographic" | "-nodefaults" => {}
             "-m" => {
                 config.memory_bytes = val().parse::<u64>().unwrap_or_else(|_| fail("bad -m")) << 20
             }
@@ -84,7 +88,10 @@ fn main() {
     let (tx, rx) = channel();
     let mut m = KvmMachine::new(&config, outputs, tx).unwrap_or_else(|e| fail(&e.to_string()));
     if let Some(dir) = dump_acpi {
-        let files = m.acpi_tables().write_to_dir(&dir).unwrap_or_else(|e| fail(&e.to_string()));
+        let files = m
+            .acpi_tables()
+            .write_to_dir(&dir)
+            .unwrap_or_else(|e| fail(&e.to_string()));
         eprintln!("ACPI tables written: {files:?}");
     }
     m.start().unwrap_or_else(|e| fail(&e.to_string()));
