@@ -227,7 +227,7 @@ pd:
 ap_next_stack:
     .long 0
 
-    .bss
+    .section .stack, "aw", @nobits   /* not cleared at entry: only the stacks live here */
     .p2align 12
 bsp_stack:
     .skip 16384
