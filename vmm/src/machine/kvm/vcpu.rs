@@ -219,10 +219,14 @@ pub struct VcpuContext {
 /// Log an access nobody claimed: the first few loudly, the rest at debug level.
 fn log_unknown(ctx: &VcpuContext, kind: &str, addr: u64, len: usize, write: Option<&[u8]>) {
     let n = ctx.unknown_io.fetch_add(1, Ordering::Relaxed);
+    let what = match write {
+        Some(d) => format!("write of {d:02x?}"),
+        None => format!("{len}-byte read"),
+    };
     if n < 16 {
         tracing::warn!(
             cpu = ctx.index,
-            "guest {kind} access to unassigned {addr:#x} (len {len}, data {write:?}) ignored"
+            "guest {kind} {what} at unassigned {addr:#x} ignored"
         );
     } else {
         tracing::debug!(
