@@ -11,6 +11,10 @@
 
 use std::path::PathBuf;
 
+pub mod kvm;
+
+pub use kvm::{KvmMachine, KvmProbe, probe};
+
 /// What the command line asked for (`-m`, `-smp`, `-kernel`, ...), already validated syntactically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -41,7 +45,12 @@ pub struct SmpConfig {
 
 impl Default for SmpConfig {
     fn default() -> Self {
-        SmpConfig { cpus: 1, sockets: 1, cores: 1, threads: 1 }
+        SmpConfig {
+            cpus: 1,
+            sockets: 1,
+            cores: 1,
+            threads: 1,
+        }
     }
 }
 
@@ -58,10 +67,9 @@ pub enum SerialBackend {
     Chardev(String),
 }
 
-/// How a machine reports [`GuestEvent`]s to the control loop (usable from any thread).
-pub type GuestEventSender = tokio::sync::mpsc::UnboundedSender<GuestEvent>;
-
-/// A guest-initiated transition, reported by the machine to the control loop.
+/// A guest-initiated transition, reported by the machine to the control loop. When one is
+/// reported every vCPU has been asked to park (the machine stops itself, as QEMU does on such
+/// requests); the control loop then calls `reset` + `resume`, keeps it paused, or `shutdown`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestEvent {
     /// The guest entered ACPI S5 (PM1a control write with SLP_EN and the `\_S5` type).
@@ -115,7 +123,8 @@ pub trait Machine: Send {
     fn cpus(&self) -> Vec<CpuInfo>;
     /// Guest RAM size in bytes.
     fn memory_size(&self) -> u64;
-    /// HMP `info registers` text for one vCPU, formatted as QEMU prints it.
+    /// HMP `info registers` text for one vCPU, formatted as QEMU's `cpu_dump_state` prints it
+    /// (from the `RAX=`/`EAX=` line to the last `XMM` line; the caller prints the `CPU#n` line).
     fn registers(&self, cpu: usize) -> Result<String, MachineError>;
     /// Stop and join every vCPU thread; the machine is not used afterwards.
     fn shutdown(&mut self);
