@@ -12,9 +12,7 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use vmm::machine::kvm::serial_outputs;
-use vmm::machine::{
-    GuestEvent, KvmMachine, Machine, MachineConfig, SerialBackend, SmpConfig, probe,
-};
+use vmm::machine::{GuestEvent, KvmMachine, Machine, MachineConfig, SerialBackend, SmpConfig, probe};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -31,29 +29,18 @@ fn main() {
         serial: vec![SerialBackend::Stdio],
         machine_alias: None,
     };
-    let (mut no_reboot, mut powerdown_after, mut timeout, mut dump_acpi) =
-        (false, None, 600u64, None);
+    let (mut no_reboot, mut powerdown_after, mut timeout, mut dump_acpi) = (false, None, 600u64, None);
     while let Some(a) = args.next() {
-        let mut val = || {
-            args.next()
-                .unwrap_or_else(|| fail(&format!("{a} needs a value")))
-        };
+        let mut val = || args.next().unwrap_or_else(|| fail(&format!("{a} needs a value")));
         match a.as_str() {
             "-append" => config.append = val(),
             "-kernel" => config.kernel = Some(PathBuf::from(val())),
             "-display" => drop(val()),
             "-nographic" | "-nodefaults" => {}
-            "-m" => {
-                config.memory_bytes = val().parse::<u64>().unwrap_or_else(|_| fail("bad -m")) << 20
-            }
+            "-m" => config.memory_bytes = val().parse::<u64>().unwrap_or_else(|_| fail("bad -m")) << 20,
             "-smp" => {
                 let n = val().parse().unwrap_or_else(|_| fail("bad -smp"));
-                config.smp = SmpConfig {
-                    cpus: n,
-                    sockets: 1,
-                    cores: n,
-                    threads: 1,
-                };
+                config.smp = SmpConfig { cpus: n, sockets: 1, cores: n, threads: 1 };
             }
             "-initrd" => config.initrd = Some(PathBuf::from(val())),
             "-serial" => {
@@ -66,13 +53,9 @@ fn main() {
             }
             "-no-reboot" => no_reboot = true,
             "-dump-acpi" => dump_acpi = Some(PathBuf::from(val())),
-            "-powerdown-after" => {
-                powerdown_after = Some(Duration::from_millis(val().parse().unwrap_or(0)))
-            }
+            "-powerdown-after" => powerdown_after = Some(Duration::from_millis(val().parse().unwrap_or(0))),
             "-timeout" => timeout = val().parse().unwrap_or(600),
-            k if config.kernel.is_none() && !k.starts_with('-') => {
-                config.kernel = Some(PathBuf::from(k))
-            }
+            k if config.kernel.is_none() && !k.starts_with('-') => config.kernel = Some(PathBuf::from(k)),
             other => fail(&format!("unknown argument {other}")),
         }
     }
@@ -88,10 +71,7 @@ fn main() {
     let (tx, rx) = channel();
     let mut m = KvmMachine::new(&config, outputs, tx).unwrap_or_else(|e| fail(&e.to_string()));
     if let Some(dir) = dump_acpi {
-        let files = m
-            .acpi_tables()
-            .write_to_dir(&dir)
-            .unwrap_or_else(|e| fail(&e.to_string()));
+        let files = m.acpi_tables().write_to_dir(&dir).unwrap_or_else(|e| fail(&e.to_string()));
         eprintln!("ACPI tables written: {files:?}");
     }
     m.start().unwrap_or_else(|e| fail(&e.to_string()));

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::{Config, MonitorArg};
 use crate::control::{ControlLoop, Policy};
 use crate::daemon::{Daemon, PidFile};
+use crate::machine::{GuestEvent, Machine, SerialBackend, kvm};
 
 /// Machine types accepted by `-machine`; all but `none` are our one machine model.
 const MACHINE_TYPES: &[&str] = &["none", "vmm", "pc", "q35", "microvm", "vmm-q35", "vmm-microvm"];
@@ -52,7 +53,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
     let (state_tx, state_rx) = watch::channel(initial);
     let (req_tx, req_rx) = mpsc::unbounded_channel();
-    let (_guest_tx, guest_rx) = mpsc::unbounded_channel();
+    let (guest_tx, guest_rx) = mpsc::unbounded_channel();
     let (signal_tx, signal_rx) = mpsc::unbounded_channel();
 
     let monitor_config = MonitorConfig {
@@ -71,13 +72,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
         .await
         .map_err(LaunchError::Config)?;
 
-    let machine = if config.is_machine_none() {
-        None
-    } else {
-        return Err(LaunchError::Config(
-            "this build runs only -machine none: the KVM machine is not available yet".into(),
-        ));
-    };
+    let machine = if config.is_machine_none() { None } else { Some(build_machine(&config, guest_tx)?) };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
     let control = ControlLoop::new(machine, events, state_tx, policy, config.start_paused)?;
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
@@ -112,6 +107,69 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     drop(monitors);
     drop(pidfile);
     Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Probes KVM (one line of warning on kvm_pvm) and builds the machine; guest events are forwarded
+/// from the machine's channel to the control loop's.
+fn build_machine(
+    config: &Config,
+    guest_tx: mpsc::UnboundedSender<GuestEvent>,
+) -> Result<Box<dyn Machine>, LaunchError> {
+    let probe = kvm::probe()?;
+    if let Some(note) = probe.slow_note() {
+        eprintln!("vmm: {note}");
+    }
+    if let Some(alias) = config.machine_type.as_deref().filter(|t| matches!(*t, "pc" | "q35" | "microvm")) {
+        eprintln!("vmm: machine type '{alias}' is an alias: the device model is vmm's own (see README)");
+    }
+    let mut mc = config.machine_config();
+    mc.serial = serial_backends(config)?;
+    let outputs = kvm::serial_outputs(&mc)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
+    std::thread::Builder::new()
+        .name("guest-events".into())
+        .spawn(move || {
+            while let Ok(ev) = rx.recv() {
+                if guest_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| LaunchError::Io(format!("cannot start a thread: {e}")))?;
+    Ok(Box::new(machine))
+}
+
+/// `-serial` specs as back ends; with none given, `-nographic` puts COM1 on stdio, otherwise COM1
+/// output is discarded (QEMU would show it in a graphical console we do not have).
+fn serial_backends(config: &Config) -> Result<Vec<SerialBackend>, LaunchError> {
+    if config.serial.is_empty() {
+        return Ok(match (config.nographic, config.nodefaults) {
+            (_, true) => Vec::new(),
+            (true, false) => vec![SerialBackend::Stdio],
+            (false, false) => vec![SerialBackend::Null],
+        });
+    }
+    config
+        .serial
+        .iter()
+        .filter(|s| s.as_str() != "none")
+        .map(|s| match s.as_str() {
+            "stdio" => Ok(SerialBackend::Stdio),
+            "null" => Ok(SerialBackend::Null),
+            _ if s.starts_with("file:") => Ok(SerialBackend::File(s["file:".len()..].into())),
+            _ if s.starts_with("unix:")
+                || s.starts_with("tcp:")
+                || s.starts_with("telnet:")
+                || s.starts_with("chardev:") =>
+            {
+                Err(LaunchError::Config(format!(
+                    "-serial {s}: socket serial back ends are not supported yet"
+                )))
+            }
+            _ => Err(LaunchError::Config(format!("-serial {s}: 'serial' is not a valid char driver"))),
+        })
+        .collect()
 }
 
 /// Checks what can be checked before anything is opened.

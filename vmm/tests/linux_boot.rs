@@ -24,10 +24,7 @@ fn scripts() -> PathBuf {
 }
 
 fn kernel_and_initrd() -> (PathBuf, PathBuf) {
-    if let (Some(k), Some(i)) = (
-        std::env::var_os("VMM_LINUX_KERNEL"),
-        std::env::var_os("VMM_LINUX_INITRD"),
-    ) {
+    if let (Some(k), Some(i)) = (std::env::var_os("VMM_LINUX_KERNEL"), std::env::var_os("VMM_LINUX_INITRD")) {
         return (k.into(), i.into());
     }
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("linux-guest");
@@ -36,11 +33,7 @@ fn kernel_and_initrd() -> (PathBuf, PathBuf) {
         .arg(&cache)
         .output()
         .expect("cannot run get-kernel.sh");
-    assert!(
-        out.status.success(),
-        "get-kernel.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "get-kernel.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     let rel = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let initrd = cache.join("initramfs.cpio.gz");
     if !initrd.exists() {
@@ -68,12 +61,7 @@ fn debian_cloud_kernel_boots_to_init_and_powers_off() {
     let (kernel, initrd) = kernel_and_initrd();
     let config = MachineConfig {
         memory_bytes: 512 << 20,
-        smp: SmpConfig {
-            cpus: 2,
-            sockets: 1,
-            cores: 2,
-            threads: 1,
-        },
+        smp: SmpConfig { cpus: 2, sockets: 1, cores: 2, threads: 1 },
         kernel: Some(kernel),
         initrd: Some(initrd),
         append: "console=ttyS0 rdmode=poweroff".into(),

@@ -17,28 +17,16 @@ fn iasl(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run iasl (apt-get install acpica-tools): {e}"));
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "iasl -d {name} failed:\n{log}");
-    assert!(
-        !log.contains("Error") && !log.contains("Warning"),
-        "iasl -d {name} complained:\n{log}"
-    );
+    assert!(!log.contains("Error") && !log.contains("Warning"), "iasl -d {name} complained:\n{log}");
     std::fs::read_to_string(dir.join(format!("{name}.dsl"))).unwrap()
 }
 
 #[test]
 fn iasl_disassembles_every_table_as_intended() {
     let mut c = config(&guest("testguest-pvh.elf"), "");
-    c.smp = vmm::machine::SmpConfig {
-        cpus: 3,
-        sockets: 1,
-        cores: 3,
-        threads: 1,
-    };
+    c.smp = vmm::machine::SmpConfig { cpus: 3, sockets: 1, cores: 3, threads: 1 };
     let vm = try_boot(&c).unwrap_or_else(|e| panic!("{e}"));
     let m = &vm.machine;
     let tables = m.acpi_tables();
@@ -56,15 +44,7 @@ fn iasl_disassembles_every_table_as_intended() {
             assert_eq!(b.iter().fold(0u8, |a, x| a.wrapping_add(*x)), 0);
             assert_eq!(b[15], 2, "revision");
             let xsdt = u64::from_le_bytes(b[24..32].try_into().unwrap());
-            assert_eq!(
-                xsdt,
-                tables
-                    .tables
-                    .iter()
-                    .find(|t| t.signature == "XSDT")
-                    .unwrap()
-                    .addr
-            );
+            assert_eq!(xsdt, tables.tables.iter().find(|t| t.signature == "XSDT").unwrap().addr);
             continue;
         }
         let dsl = iasl(dir.path(), &t.signature, &t.bytes);
@@ -73,45 +53,24 @@ fn iasl_disassembles_every_table_as_intended() {
             "FACP" => {
                 assert!(dsl.contains("SCI Interrupt : 0009"), "{dsl}");
                 assert!(dsl.contains("PM1A Event Block Address : 00000600"), "{dsl}");
-                assert!(
-                    dsl.contains("PM1A Control Block Address : 00000604"),
-                    "{dsl}"
-                );
+                assert!(dsl.contains("PM1A Control Block Address : 00000604"), "{dsl}");
                 assert!(dsl.contains("PM Timer Block Address : 00000608"), "{dsl}");
                 assert!(dsl.contains("Reset Register Supported (V2) : 1"), "{dsl}");
-                assert!(
-                    dsl.contains("Control Method Power Button (V1) : 0"),
-                    "{dsl}"
-                );
+                assert!(dsl.contains("Control Method Power Button (V1) : 0"), "{dsl}");
                 assert!(dsl.contains("Value to cause reset : 06"), "{dsl}");
             }
             "APIC" => {
-                assert_eq!(
-                    dsl.matches("Subtable Type : 00 [Processor Local APIC]")
-                        .count(),
-                    3,
-                    "{dsl}"
-                );
+                assert_eq!(dsl.matches("Subtable Type : 00 [Processor Local APIC]").count(), 3, "{dsl}");
                 assert!(dsl.contains("Subtable Type : 01 [I/O APIC]"), "{dsl}");
                 assert!(dsl.contains("Address : FEC00000"), "{dsl}");
-                assert_eq!(
-                    dsl.matches("[Interrupt Source Override]").count(),
-                    2,
-                    "{dsl}"
-                );
+                assert_eq!(dsl.matches("[Interrupt Source Override]").count(), 2, "{dsl}");
             }
             "DSDT" => {
                 assert!(dsl.contains("Name (\\_S5, Package (0x04)"), "{dsl}");
-                assert!(
-                    dsl.contains("0x05, \n        0x05, \n        Zero"),
-                    "{dsl}"
-                );
+                assert!(dsl.contains("0x05, \n        0x05, \n        Zero"), "{dsl}");
                 assert!(dsl.contains("Device (COM1)"), "{dsl}");
                 assert!(dsl.contains("EisaId (\"PNP0501\")"), "{dsl}");
-                assert!(
-                    dsl.contains("0x03F8,             // Range Minimum"),
-                    "{dsl}"
-                );
+                assert!(dsl.contains("0x03F8,             // Range Minimum"), "{dsl}");
                 assert!(dsl.contains("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )\n                {\n                    0x00000004,"), "{dsl}");
                 assert!(dsl.contains("Device (PWRB)"), "{dsl}");
                 assert!(dsl.contains("EisaId (\"PNP0C0C\")"), "{dsl}");

@@ -9,32 +9,17 @@ use vmm::machine::{GuestEvent, Machine};
 
 #[test]
 fn pvh_guest_reports_boot_info_and_powers_off_through_s5() {
-    let mut vm = boot(&config(
-        &guest("testguest-pvh.elf"),
-        "action=poweroff marker=pvh-1",
-    ));
+    let mut vm = boot(&config(&guest("testguest-pvh.elf"), "action=poweroff marker=pvh-1"));
     assert_eq!(vm.next_event(), GuestEvent::Shutdown);
     let t = vm.out.text();
     assert!(matches!(vm.machine.boot_entry(), BootEntry::Pvh { .. }));
     assert!(t.contains("testguest: boot protocol pvh"), "{t}");
     assert!(t.contains("cmdline: action=poweroff marker=pvh-1"), "{t}");
-    assert!(
-        t.contains("e820: 0000000000000000-000000000009fbff type 1"),
-        "{t}"
-    );
-    assert!(
-        t.contains("e820: 0000000000100000-0000000007ffffff type 1"),
-        "{t}"
-    );
-    assert!(
-        t.contains("acpi: RSDP at 000e0000 revision 2 checksum ok"),
-        "{t}"
-    );
+    assert!(t.contains("e820: 0000000000000000-000000000009fbff type 1"), "{t}");
+    assert!(t.contains("e820: 0000000000100000-0000000007ffffff type 1"), "{t}");
+    assert!(t.contains("acpi: RSDP at 000e0000 revision 2 checksum ok"), "{t}");
     for sig in ["XSDT", "FACP", "APIC", "DSDT"] {
-        assert!(
-            t.contains(&format!("acpi: {sig} at ")),
-            "{sig} missing:\n{t}"
-        );
+        assert!(t.contains(&format!("acpi: {sig} at ")), "{sig} missing:\n{t}");
     }
     assert!(t.contains("fadt: sci 9 pm1a_evt 0600 pm1a_cnt 0604"), "{t}");
     assert!(t.contains("madt: 1 cpus, ioapic fec00000"), "{t}");
@@ -50,23 +35,11 @@ fn elf_vmlinux_and_bzimage_enter_through_the_64bit_boot_protocol() {
         let mut vm = boot(&config(&guest(kernel), "action=poweroff"));
         assert_eq!(vm.next_event(), GuestEvent::Shutdown, "{kernel}");
         let t = vm.out.text();
-        assert!(matches!(
-            vm.machine.boot_entry(),
-            BootEntry::Linux64 {
-                boot_params: 0x7000,
-                ..
-            }
-        ));
-        assert!(
-            t.contains("testguest: boot protocol linux64"),
-            "{kernel}: {t}"
-        );
+        assert!(matches!(vm.machine.boot_entry(), BootEntry::Linux64 { boot_params: 0x7000, .. }));
+        assert!(t.contains("testguest: boot protocol linux64"), "{kernel}: {t}");
         assert!(t.contains("cmdline: action=poweroff"), "{kernel}: {t}");
         assert!(t.contains("e820: 3 entries"), "{kernel}: {t}");
-        assert!(
-            t.contains("acpi: s5 5 5, all checksums ok"),
-            "{kernel}: {t}"
-        );
+        assert!(t.contains("acpi: s5 5 5, all checksums ok"), "{kernel}: {t}");
         vm.machine.shutdown();
     }
 }
@@ -92,12 +65,7 @@ fn initrd_reaches_the_guest_intact() {
 #[test]
 fn every_ap_comes_up_and_cpus_have_thread_ids() {
     let mut c = config(&guest("testguest-pvh.elf"), "action=smp quiet");
-    c.smp = vmm::machine::SmpConfig {
-        cpus: 4,
-        sockets: 2,
-        cores: 2,
-        threads: 1,
-    };
+    c.smp = vmm::machine::SmpConfig { cpus: 4, sockets: 2, cores: 2, threads: 1 };
     let mut vm = boot(&c);
     assert_eq!(vm.next_event(), GuestEvent::Shutdown);
     let t = vm.out.text();
@@ -108,14 +76,7 @@ fn every_ap_comes_up_and_cpus_have_thread_ids() {
     assert!(tids.iter().all(|&t| t > 0));
     tids.dedup();
     assert_eq!(tids.len(), 4);
-    assert_eq!(
-        (
-            cpus[3].socket_id,
-            cpus[3].core_id,
-            cpus[3].thread_id_in_core
-        ),
-        (1, 1, 0)
-    );
+    assert_eq!((cpus[3].socket_id, cpus[3].core_id, cpus[3].thread_id_in_core), (1, 1, 0));
     vm.machine.shutdown();
 }
 
@@ -126,14 +87,8 @@ fn large_memory_is_split_around_the_pci_hole() {
     let mut vm = boot(&c);
     assert_eq!(vm.next_event(), GuestEvent::Shutdown);
     let t = vm.out.text();
-    assert!(
-        t.contains("e820: 0000000000100000-00000000bfffffff type 1"),
-        "{t}"
-    );
-    assert!(
-        t.contains("e820: 0000000100000000-000000013fffffff type 1"),
-        "{t}"
-    );
+    assert!(t.contains("e820: 0000000000100000-00000000bfffffff type 1"), "{t}");
+    assert!(t.contains("e820: 0000000100000000-000000013fffffff type 1"), "{t}");
     assert_eq!(vm.machine.memory_size(), 4 << 30);
     vm.machine.shutdown();
 }

@@ -15,10 +15,7 @@ fn error_text(c: &vmm::machine::MachineConfig) -> String {
 #[test]
 fn missing_kernel_file() {
     let t = error_text(&config(std::path::Path::new("/nonexistent/vmlinuz"), ""));
-    assert_eq!(
-        t,
-        "could not open kernel file '/nonexistent/vmlinuz': No such file or directory"
-    );
+    assert_eq!(t, "could not open kernel file '/nonexistent/vmlinuz': No such file or directory");
 }
 
 #[test]
@@ -54,11 +51,7 @@ fn memory_beyond_the_host() {
     c.memory_bytes = 1 << 50;
     let e = try_boot(&c).err().expect("must fail");
     assert!(matches!(e, MachineError::Config(_)));
-    assert!(
-        e.to_string()
-            .starts_with("cannot set up guest memory 'pc.ram': Cannot allocate memory"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("cannot set up guest memory 'pc.ram': Cannot allocate memory"), "{e}");
 }
 
 #[test]
@@ -78,19 +71,13 @@ fn no_kernel_and_bad_topology() {
     c.kernel = None;
     assert!(error_text(&c).contains("use -kernel"));
     let mut c = config(&guest("testguest-pvh.elf"), "");
-    c.smp = vmm::machine::SmpConfig {
-        cpus: 3,
-        sockets: 1,
-        cores: 2,
-        threads: 1,
-    };
+    c.smp = vmm::machine::SmpConfig { cpus: 3, sockets: 1, cores: 2, threads: 1 };
     assert!(error_text(&c).starts_with("Invalid CPU topology"));
 }
 
 #[test]
 fn probe_reports_kvm() {
-    let p =
-        vmm::machine::probe().unwrap_or_else(|e| panic!("these tests need a usable /dev/kvm: {e}"));
+    let p = vmm::machine::probe().unwrap_or_else(|e| panic!("these tests need a usable /dev/kvm: {e}"));
     assert_eq!(p.api_version, 12);
     assert_eq!(p.pvm, std::path::Path::new("/sys/module/kvm_pvm").exists());
     assert_eq!(p.slow_note().is_some(), p.pvm);

@@ -9,25 +9,12 @@ use common::{boot, config, guest};
 use vmm::machine::{GuestEvent, Machine};
 
 fn reset_then_second_boot(action: &str, triple_fault: bool) {
-    let mut vm = boot(&config(
-        &guest("testguest-pvh.elf"),
-        &format!("action={action} quiet"),
-    ));
-    assert_eq!(
-        vm.next_event(),
-        GuestEvent::Reset { triple_fault },
-        "{action}: {}",
-        vm.out.text()
-    );
+    let mut vm = boot(&config(&guest("testguest-pvh.elf"), &format!("action={action} quiet")));
+    assert_eq!(vm.next_event(), GuestEvent::Reset { triple_fault }, "{action}: {}", vm.out.text());
     vm.machine.pause().unwrap();
     vm.machine.reset().unwrap();
     vm.machine.resume().unwrap();
-    assert_eq!(
-        vm.next_event(),
-        GuestEvent::Shutdown,
-        "{action}: {}",
-        vm.out.text()
-    );
+    assert_eq!(vm.next_event(), GuestEvent::Shutdown, "{action}: {}", vm.out.text());
     let t = vm.out.text();
     assert_eq!(t.matches("testguest: boot protocol pvh").count(), 2, "{t}");
     assert!(t.contains("reset: this is the boot after the reset"), "{t}");
@@ -56,10 +43,7 @@ fn triple_fault_is_a_reset() {
 
 #[test]
 fn power_button_reaches_the_guest_as_an_sci() {
-    let mut vm = boot(&config(
-        &guest("testguest-pvh.elf"),
-        "action=powerbutton quiet",
-    ));
+    let mut vm = boot(&config(&guest("testguest-pvh.elf"), "action=powerbutton quiet"));
     vm.out.wait_for("powerbutton: waiting (SCI gsi 9)");
     assert!(vm.events.try_recv().is_err());
     vm.machine.powerdown().unwrap();
@@ -88,10 +72,7 @@ fn pause_stops_every_vcpu_and_resume_continues() {
     assert_eq!(vm.out.len(), len, "output grew while paused");
     let regs = vm.machine.registers(0).unwrap();
     assert!(regs.starts_with("RAX="), "{regs}");
-    assert!(
-        regs.contains("CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]"),
-        "{regs}"
-    );
+    assert!(regs.contains("CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]"), "{regs}");
     assert!(regs.contains("EFER=0000000000000500"), "{regs}");
     vm.machine.resume().unwrap();
     let ticks = vm.out.text().matches("tick ").count();
@@ -109,10 +90,7 @@ fn system_reset_from_the_host_restarts_from_the_boot_entry() {
     vm.machine.pause().unwrap();
     vm.machine.reset().unwrap();
     let regs = vm.machine.registers(0).unwrap();
-    assert!(
-        regs.starts_with("EAX=00000000 EBX=00006000"),
-        "PVH entry state expected:\n{regs}"
-    );
+    assert!(regs.starts_with("EAX=00000000 EBX=00006000"), "PVH entry state expected:\n{regs}");
     assert!(regs.contains("EIP=00100000"), "{regs}");
     vm.machine.resume().unwrap();
     vm.out.wait_for_n("testguest: boot protocol pvh", 2);
@@ -130,10 +108,7 @@ fn bad_guest_io_is_ignored() {
 
 #[test]
 fn bench_port_writes_complete() {
-    let mut vm = boot(&config(
-        &guest("testguest-pvh.elf"),
-        "action=bench count=2000 quiet",
-    ));
+    let mut vm = boot(&config(&guest("testguest-pvh.elf"), "action=bench count=2000 quiet"));
     assert_eq!(vm.next_event(), GuestEvent::Shutdown);
     assert!(vm.out.text().contains("bench: 2000 port writes done"));
     vm.machine.shutdown();
@@ -142,12 +117,7 @@ fn bench_port_writes_complete() {
 #[test]
 fn shutdown_of_a_running_machine_joins_its_threads() {
     let mut c = config(&guest("testguest-pvh.elf"), "action=tick quiet");
-    c.smp = vmm::machine::SmpConfig {
-        cpus: 2,
-        sockets: 1,
-        cores: 2,
-        threads: 1,
-    };
+    c.smp = vmm::machine::SmpConfig { cpus: 2, sockets: 1, cores: 2, threads: 1 };
     let mut vm = boot(&c);
     vm.out.wait_for("tick 1\n");
     let start = std::time::Instant::now();

@@ -45,12 +45,7 @@ pub struct SmpConfig {
 
 impl Default for SmpConfig {
     fn default() -> Self {
-        SmpConfig {
-            cpus: 1,
-            sockets: 1,
-            cores: 1,
-            threads: 1,
-        }
+        SmpConfig { cpus: 1, sockets: 1, cores: 1, threads: 1 }
     }
 }
 

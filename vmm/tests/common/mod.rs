@@ -80,10 +80,7 @@ impl Output {
             if t.matches(needle).count() >= count {
                 return t;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?}; the guest printed:\n{t}"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}; the guest printed:\n{t}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -101,12 +98,9 @@ pub struct Vm {
 
 impl Vm {
     pub fn next_event(&self) -> GuestEvent {
-        self.events.recv_timeout(TIMEOUT).unwrap_or_else(|e| {
-            panic!(
-                "no guest event ({e}); the guest printed:\n{}",
-                self.out.text()
-            )
-        })
+        self.events
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|e| panic!("no guest event ({e}); the guest printed:\n{}", self.out.text()))
     }
 }
 
@@ -127,11 +121,7 @@ pub fn try_boot(config: &MachineConfig) -> Result<Vm, MachineError> {
     let out = Output::default();
     let (tx, rx) = channel();
     let machine = KvmMachine::new(config, vec![Box::new(out.clone())], tx)?;
-    Ok(Vm {
-        machine,
-        events: rx,
-        out,
-    })
+    Ok(Vm { machine, events: rx, out })
 }
 
 /// Build and start a machine.
@@ -144,7 +134,5 @@ pub fn boot(config: &MachineConfig) -> Vm {
 
 /// The polynomial hash the guest prints for the initrd.
 pub fn guest_hash(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+    bytes.iter().fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
 }

@@ -16,8 +16,8 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 
 use super::layout::{
-    ACPI_END, ACPI_START, COM_PORTS, IOAPIC_ADDR, LAPIC_ADDR, PM_TMR, PM1_CNT, PM1_EVT,
-    RESET_CONTROL_PORT, S5_SLEEP_TYPE, SCI_IRQ,
+    ACPI_END, ACPI_START, COM_PORTS, IOAPIC_ADDR, LAPIC_ADDR, PM_TMR, PM1_CNT, PM1_EVT, RESET_CONTROL_PORT,
+    S5_SLEEP_TYPE, SCI_IRQ,
 };
 
 const OEM_ID: [u8; 6] = *b"RSVMM ";
@@ -82,10 +82,7 @@ impl AcpiTables {
 
 fn dsdt(config: &AcpiConfig) -> Vec<u8> {
     let s5_typ = S5_SLEEP_TYPE;
-    let s5 = Name::new(
-        Path::new("\\_S5_"),
-        &Package::new(vec![&s5_typ, &s5_typ, &0u8, &0u8]),
-    );
+    let s5 = Name::new(Path::new("\\_S5_"), &Package::new(vec![&s5_typ, &s5_typ, &0u8, &0u8]));
     let mut sb_children: Vec<Vec<u8>> = Vec::new();
     for (i, &(port, irq)) in COM_PORTS.iter().take(config.serial_ports).enumerate() {
         let hid = Name::new("_HID".into(), &EISAName::new("PNP0501"));
@@ -93,18 +90,12 @@ fn dsdt(config: &AcpiConfig) -> Vec<u8> {
         let io = IO::new(port, port, 8, 8);
         let int = Interrupt::new(true, true, false, false, irq);
         let crs = Name::new("_CRS".into(), &ResourceTemplate::new(vec![&io, &int]));
-        let dev = aml::Device::new(
-            format!("COM{}", i + 1).as_str().into(),
-            vec![&hid, &uid, &crs],
-        );
+        let dev = aml::Device::new(format!("COM{}", i + 1).as_str().into(), vec![&hid, &uid, &crs]);
         sb_children.push(aml_bytes(&dev));
     }
     let pwrb_hid = Name::new("_HID".into(), &EISAName::new("PNP0C0C"));
     let pwrb_uid = Name::new("_UID".into(), &0u8);
-    sb_children.push(aml_bytes(&aml::Device::new(
-        "PWRB".into(),
-        vec![&pwrb_hid, &pwrb_uid],
-    )));
+    sb_children.push(aml_bytes(&aml::Device::new("PWRB".into(), vec![&pwrb_hid, &pwrb_uid])));
     sb_children.push(config.extra_sb_aml.clone());
     let raw: Vec<RawAml> = sb_children.iter().map(|b| RawAml(b)).collect();
     let sb = aml::Scope::new("\\_SB_".into(), raw.iter().map(|r| r as &dyn Aml).collect());
@@ -197,11 +188,7 @@ pub fn build(config: &AcpiConfig) -> AcpiTables {
         image.resize(off, 0);
         image.extend_from_slice(&bytes);
         let addr = base + off as u64;
-        tables.push(PlacedTable {
-            signature: sig.to_string(),
-            addr,
-            bytes,
-        });
+        tables.push(PlacedTable { signature: sig.to_string(), addr, bytes });
         addr
     };
     // The RSDP goes first so that it sits on a 16-byte boundary at the start of the area.
@@ -221,20 +208,9 @@ pub fn build(config: &AcpiConfig) -> AcpiTables {
     let xsdt_addr = place(&mut image, aml_bytes(&xsdt), 16, "XSDT");
     let rsdp = aml_bytes(&Rsdp::new(OEM_ID, xsdt_addr));
     image[..rsdp.len()].copy_from_slice(&rsdp);
-    tables.insert(
-        0,
-        PlacedTable {
-            signature: "RSDP".into(),
-            addr: base,
-            bytes: rsdp,
-        },
-    );
+    tables.insert(0, PlacedTable { signature: "RSDP".into(), addr: base, bytes: rsdp });
     debug_assert!(base + image.len() as u64 <= ACPI_END);
-    AcpiTables {
-        rsdp_addr: base,
-        image,
-        tables,
-    }
+    AcpiTables { rsdp_addr: base, image, tables }
 }
 
 #[cfg(test)]
@@ -247,11 +223,7 @@ mod tests {
 
     #[test]
     fn checksums_and_layout() {
-        let t = build(&AcpiConfig {
-            apic_ids: vec![0, 1, 2],
-            serial_ports: 2,
-            ..Default::default()
-        });
+        let t = build(&AcpiConfig { apic_ids: vec![0, 1, 2], serial_ports: 2, ..Default::default() });
         for table in &t.tables {
             match table.signature.as_str() {
                 "FACS" => {}
@@ -266,30 +238,14 @@ mod tests {
                 }
             }
             let off = (table.addr - ACPI_START) as usize;
-            assert_eq!(
-                &t.image[off..off + table.bytes.len()],
-                table.bytes.as_slice()
-            );
+            assert_eq!(&t.image[off..off + table.bytes.len()], table.bytes.as_slice());
         }
-        let madt = &t
-            .tables
-            .iter()
-            .find(|t| t.signature == "APIC")
-            .unwrap()
-            .bytes;
+        let madt = &t.tables.iter().find(|t| t.signature == "APIC").unwrap().bytes;
         let cpus = madt[44..].windows(2).filter(|w| w == &[0, 8]).count();
         assert!(cpus >= 3);
-        let dsdt = &t
-            .tables
-            .iter()
-            .find(|t| t.signature == "DSDT")
-            .unwrap()
-            .bytes;
+        let dsdt = &t.tables.iter().find(|t| t.signature == "DSDT").unwrap().bytes;
         let s5 = dsdt.windows(4).position(|w| w == b"_S5_").unwrap();
-        assert_eq!(
-            &dsdt[s5 + 4..s5 + 9],
-            &[0x12, 0x08, 0x04, 0x0a, S5_SLEEP_TYPE]
-        );
+        assert_eq!(&dsdt[s5 + 4..s5 + 9], &[0x12, 0x08, 0x04, 0x0a, S5_SLEEP_TYPE]);
         assert!(dsdt.windows(4).any(|w| w == b"COM2"));
     }
 }

@@ -68,14 +68,11 @@ fn write_err(e: vm_memory::GuestMemoryError) -> MachineError {
 /// The GDT and an identity map of the low 4 GiB with 2 MiB pages.
 pub fn write_boot_tables(mem: &GuestMemory) -> Result<(), MachineError> {
     for (i, e) in GDT.iter().enumerate() {
-        mem.write_obj(*e, GuestAddress(BOOT_GDT + 8 * i as u64))
-            .map_err(write_err)?;
+        mem.write_obj(*e, GuestAddress(BOOT_GDT + 8 * i as u64)).map_err(write_err)?;
     }
-    mem.write_obj(PDPT | 0x3, GuestAddress(PML4))
-        .map_err(write_err)?;
+    mem.write_obj(PDPT | 0x3, GuestAddress(PML4)).map_err(write_err)?;
     for i in 0..4u64 {
-        mem.write_obj((PD + i * 0x1000) | 0x3, GuestAddress(PDPT + 8 * i))
-            .map_err(write_err)?;
+        mem.write_obj((PD + i * 0x1000) | 0x3, GuestAddress(PDPT + 8 * i)).map_err(write_err)?;
     }
     let mut pd = vec![0u8; 4 * 4096];
     for (i, chunk) in pd.chunks_exact_mut(8).enumerate() {
@@ -86,10 +83,7 @@ pub fn write_boot_tables(mem: &GuestMemory) -> Result<(), MachineError> {
 
 /// The boot vCPU's registers for `entry`, starting from what KVM reported after creation.
 pub fn boot_registers(entry: BootEntry, mut sregs: kvm_sregs) -> (kvm_regs, kvm_sregs) {
-    let mut regs = kvm_regs {
-        rflags: 0x2,
-        ..Default::default()
-    };
+    let mut regs = kvm_regs { rflags: 0x2, ..Default::default() };
     sregs.gdt.base = BOOT_GDT;
     sregs.gdt.limit = (std::mem::size_of_val(&GDT) - 1) as u16;
     sregs.idt.base = 0;
@@ -129,11 +123,7 @@ pub fn boot_registers(entry: BootEntry, mut sregs: kvm_sregs) -> (kvm_regs, kvm_
 
 /// x87 and SSE control words as after FNINIT / reset.
 pub fn boot_fpu() -> kvm_fpu {
-    kvm_fpu {
-        fcw: 0x37f,
-        mxcsr: 0x1f80,
-        ..Default::default()
-    }
+    kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }
 }
 
 #[cfg(test)]
@@ -143,10 +133,7 @@ mod tests {
     #[test]
     fn descriptors_decode_as_written() {
         let cs = segment(CODE64_SEL);
-        assert_eq!(
-            (cs.l, cs.db, cs.type_, cs.s, cs.present, cs.g),
-            (1, 0, 0xb, 1, 1, 1)
-        );
+        assert_eq!((cs.l, cs.db, cs.type_, cs.s, cs.present, cs.g), (1, 0, 0xb, 1, 1, 1));
         assert_eq!(cs.limit, 0xffff_ffff);
         let cs32 = segment(CODE32_SEL);
         assert_eq!((cs32.l, cs32.db), (0, 1));
@@ -155,27 +142,14 @@ mod tests {
 
     #[test]
     fn long_mode_entry_has_paging_and_rsi() {
-        let (regs, sregs) = boot_registers(
-            BootEntry::Linux64 {
-                entry: 0x100200,
-                boot_params: 0x7000,
-            },
-            kvm_sregs::default(),
-        );
+        let (regs, sregs) =
+            boot_registers(BootEntry::Linux64 { entry: 0x100200, boot_params: 0x7000 }, kvm_sregs::default());
         assert_eq!((regs.rip, regs.rsi), (0x100200, 0x7000));
         assert_eq!(sregs.efer, EFER_LME | EFER_LMA);
         assert_eq!(sregs.cs.selector, 0x10);
         assert_eq!(sregs.ds.selector, 0x18);
-        let (regs, sregs) = boot_registers(
-            BootEntry::Pvh {
-                entry: 0x100000,
-                start_info: 0x6000,
-            },
-            kvm_sregs::default(),
-        );
-        assert_eq!(
-            (regs.rip, regs.rbx, sregs.cr0 & CR0_PG),
-            (0x100000, 0x6000, 0)
-        );
+        let (regs, sregs) =
+            boot_registers(BootEntry::Pvh { entry: 0x100000, start_info: 0x6000 }, kvm_sregs::default());
+        assert_eq!((regs.rip, regs.rbx, sregs.cr0 & CR0_PG), (0x100000, 0x6000, 0));
     }
 }

@@ -37,9 +37,7 @@ impl Bus {
         if len == 0 {
             return Err(BusError::Empty(base));
         }
-        let end = base
-            .checked_add(len - 1)
-            .ok_or(BusError::Overlap { base, len })?;
+        let end = base.checked_add(len - 1).ok_or(BusError::Overlap { base, len })?;
         let mut map = self.ranges.write().unwrap_or_else(|p| p.into_inner());
         let before = map.range(..=end).next_back();
         if let Some((&b, &(l, _))) = before
@@ -68,9 +66,7 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .read(offset, data);
+                dev.lock().unwrap_or_else(|p| p.into_inner()).read(offset, data);
                 true
             }
             None => false,
@@ -81,9 +77,7 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .write(offset, data);
+                dev.lock().unwrap_or_else(|p| p.into_inner()).write(offset, data);
                 true
             }
             None => false,
@@ -110,20 +104,8 @@ mod tests {
         let bus = Bus::new();
         let dev: SharedDevice = Arc::new(Mutex::new(Echo(vec![])));
         bus.insert(0x3f8, 8, dev.clone()).unwrap();
-        assert_eq!(
-            bus.insert(0x3f0, 9, dev.clone()),
-            Err(BusError::Overlap {
-                base: 0x3f0,
-                len: 9
-            })
-        );
-        assert_eq!(
-            bus.insert(0x3ff, 1, dev.clone()),
-            Err(BusError::Overlap {
-                base: 0x3ff,
-                len: 1
-            })
-        );
+        assert_eq!(bus.insert(0x3f0, 9, dev.clone()), Err(BusError::Overlap { base: 0x3f0, len: 9 }));
+        assert_eq!(bus.insert(0x3ff, 1, dev.clone()), Err(BusError::Overlap { base: 0x3ff, len: 1 }));
         bus.insert(0x3f0, 8, dev.clone()).unwrap();
         bus.insert(0x400, 1, dev).unwrap();
         let mut b = [0u8; 1];
@@ -131,15 +113,9 @@ mod tests {
         assert_eq!(b, [5]);
         assert!(!bus.read(0x3ef, &mut b));
         let mut w = [0u8; 2];
-        assert!(
-            !bus.read(0x3ff, &mut w),
-            "an access straddling the end is not claimed"
-        );
+        assert!(!bus.read(0x3ff, &mut w), "an access straddling the end is not claimed");
         assert!(bus.remove(0x400).is_some());
         assert!(!bus.write(0x400, &[1]));
-        assert_eq!(
-            bus.insert(0, 0, Arc::new(Mutex::new(Echo(vec![])))),
-            Err(BusError::Empty(0))
-        );
+        assert_eq!(bus.insert(0, 0, Arc::new(Mutex::new(Echo(vec![])))), Err(BusError::Empty(0)));
     }
 }

@@ -6,11 +6,7 @@ use kvm_bindings::CpuId;
 use crate::machine::SmpConfig;
 
 fn bits_for(n: u32) -> u32 {
-    if n <= 1 {
-        0
-    } else {
-        32 - (n - 1).leading_zeros()
-    }
+    if n <= 1 { 0 } else { 32 - (n - 1).leading_zeros() }
 }
 
 /// The APIC ID of vCPU `index`: socket, core and thread fields packed as hardware does.
@@ -26,11 +22,7 @@ pub fn apic_id(smp: &SmpConfig, index: u32) -> u32 {
 /// (socket, core, thread) of vCPU `index`.
 pub fn topology_ids(smp: &SmpConfig, index: u32) -> (u32, u32, u32) {
     let (threads, cores) = (smp.threads.max(1), smp.cores.max(1));
-    (
-        index / (threads * cores),
-        (index / threads) % cores,
-        index % threads,
-    )
+    (index / (threads * cores), (index / threads) % cores, index % threads)
 }
 
 /// Patch `supported` (KVM_GET_SUPPORTED_CPUID) for vCPU `index`.
@@ -94,20 +86,10 @@ mod tests {
 
     #[test]
     fn apic_ids_follow_the_topology() {
-        let smp = SmpConfig {
-            cpus: 6,
-            sockets: 1,
-            cores: 3,
-            threads: 2,
-        };
+        let smp = SmpConfig { cpus: 6, sockets: 1, cores: 3, threads: 2 };
         let ids: Vec<u32> = (0..6).map(|i| apic_id(&smp, i)).collect();
         assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
-        let smp = SmpConfig {
-            cpus: 6,
-            sockets: 2,
-            cores: 3,
-            threads: 1,
-        };
+        let smp = SmpConfig { cpus: 6, sockets: 2, cores: 3, threads: 1 };
         let ids: Vec<u32> = (0..6).map(|i| apic_id(&smp, i)).collect();
         assert_eq!(ids, vec![0, 1, 2, 4, 5, 6]);
         assert_eq!(topology_ids(&smp, 4), (1, 1, 0));

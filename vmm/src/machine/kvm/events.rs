@@ -17,10 +17,7 @@ pub struct GuestEvents {
 
 impl GuestEvents {
     pub fn new(tx: Sender<GuestEvent>) -> Self {
-        GuestEvents {
-            tx: Mutex::new(tx),
-            stop: Mutex::new(None),
-        }
+        GuestEvents { tx: Mutex::new(tx), stop: Mutex::new(None) }
     }
 
     pub fn set_stop_hook(&self, hook: StopHook) {
@@ -33,10 +30,6 @@ impl GuestEvents {
             stop();
         }
         // A closed channel means nobody listens any more (the machine is being torn down).
-        let _ = self
-            .tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(event);
+        let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(event);
     }
 }

@@ -9,15 +9,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::loader::elf::start_info::{
-    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
-};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::{BzImage, Elf, KernelLoader, PvhBootCapability};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::layout::{
-    CMDLINE, CMDLINE_MAX, HIGH_RAM_START, PVH_INFO, PVH_MEMMAP, PVH_MODLIST, ZERO_PAGE,
-};
+use super::layout::{CMDLINE, CMDLINE_MAX, HIGH_RAM_START, PVH_INFO, PVH_MEMMAP, PVH_MODLIST, ZERO_PAGE};
 use super::memory::{GuestMemory, e820_map, low_ram_end};
 use crate::machine::MachineError;
 
@@ -55,11 +51,7 @@ impl BootFiles {
     /// Open the kernel and initrd (errors name the file as QEMU does) and check the command line.
     pub fn open(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<Self, MachineError> {
         let kernel_file = File::open(kernel).map_err(|e| {
-            MachineError::Boot(format!(
-                "could not open kernel file '{}': {}",
-                kernel.display(),
-                io_text(&e)
-            ))
+            MachineError::Boot(format!("could not open kernel file '{}': {}", kernel.display(), io_text(&e)))
         })?;
         let initrd_file = initrd
             .map(|p| {
@@ -89,18 +81,12 @@ impl BootFiles {
     }
 
     fn kernel_error(&self, what: impl std::fmt::Display) -> MachineError {
-        MachineError::Boot(format!(
-            "could not load kernel '{}': {}",
-            self.kernel_path.display(),
-            what
-        ))
+        MachineError::Boot(format!("could not load kernel '{}': {}", self.kernel_path.display(), what))
     }
 
     fn detect_format(&mut self) -> Result<KernelFormat, MachineError> {
         let mut head = [0u8; 0x210];
-        self.kernel
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| self.kernel_error(e))?;
+        self.kernel.seek(SeekFrom::Start(0)).map_err(|e| self.kernel_error(e))?;
         let mut filled = 0;
         while filled < head.len() {
             match self.kernel.read(&mut head[filled..]) {
@@ -113,8 +99,7 @@ impl BootFiles {
             return Ok(KernelFormat::Elf);
         }
         if filled >= 0x206
-            && u32::from_le_bytes([head[0x202], head[0x203], head[0x204], head[0x205]])
-                == HDRS_MAGIC
+            && u32::from_le_bytes([head[0x202], head[0x203], head[0x204], head[0x205]]) == HDRS_MAGIC
         {
             return Ok(KernelFormat::BzImage);
         }
@@ -123,30 +108,22 @@ impl BootFiles {
 
     /// Load everything into guest memory and write the boot information; `rsdp` is the
     /// address of the ACPI RSDP, which both protocols pass to the kernel.
-    pub fn load(
-        &mut self,
-        mem: &GuestMemory,
-        mem_size: u64,
-        rsdp: u64,
-    ) -> Result<BootEntry, MachineError> {
+    pub fn load(&mut self, mem: &GuestMemory, mem_size: u64, rsdp: u64) -> Result<BootEntry, MachineError> {
         let low_end = low_ram_end(mem_size);
         let format = self.detect_format()?;
         let himem = Some(GuestAddress(HIGH_RAM_START));
         let (result, initrd_max) = match format {
             KernelFormat::Elf => {
-                let r = Elf::load(mem, None, &mut self.kernel, himem)
-                    .map_err(|e| self.kernel_error(e))?;
+                let r = Elf::load(mem, None, &mut self.kernel, himem).map_err(|e| self.kernel_error(e))?;
                 (r, DEFAULT_INITRD_ADDR_MAX)
             }
             KernelFormat::BzImage => {
-                let r = BzImage::load(mem, None, &mut self.kernel, himem)
-                    .map_err(|e| self.kernel_error(e))?;
+                let r =
+                    BzImage::load(mem, None, &mut self.kernel, himem).map_err(|e| self.kernel_error(e))?;
                 let hdr = r.setup_header.unwrap_or_default();
                 let (version, xloadflags) = (hdr.version, hdr.xloadflags);
                 if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
-                    return Err(
-                        self.kernel_error("the bzImage does not support the 64-bit boot protocol")
-                    );
+                    return Err(self.kernel_error("the bzImage does not support the 64-bit boot protocol"));
                 }
                 let max = u64::from(hdr.initrd_addr_max);
                 (r, if max == 0 { 0x37ff_ffff } else { max })
@@ -159,20 +136,13 @@ impl BootFiles {
                 low_end >> 20
             )));
         }
-        let initrd = self.load_initrd(
-            mem,
-            result.kernel_end,
-            low_end.min(initrd_max.saturating_add(1)),
-        )?;
+        let initrd = self.load_initrd(mem, result.kernel_end, low_end.min(initrd_max.saturating_add(1)))?;
         self.write_cmdline(mem)?;
         let cmdline_size = self.cmdline.len() as u32 + 1;
         match (format, result.pvh_boot_cap) {
             (KernelFormat::Elf, PvhBootCapability::PvhEntryPresent(entry)) => {
                 write_pvh_info(mem, mem_size, initrd, rsdp)?;
-                Ok(BootEntry::Pvh {
-                    entry: entry.0,
-                    start_info: PVH_INFO,
-                })
+                Ok(BootEntry::Pvh { entry: entry.0, start_info: PVH_INFO })
             }
             (KernelFormat::Elf, _) => {
                 let mut params = boot_params::default();
@@ -182,16 +152,11 @@ impl BootFiles {
                 params.hdr.kernel_alignment = 0x100_0000;
                 fill_boot_params(&mut params, mem_size, initrd, rsdp, cmdline_size);
                 write_boot_params(mem, &params)?;
-                Ok(BootEntry::Linux64 {
-                    entry: result.kernel_load.0,
-                    boot_params: ZERO_PAGE,
-                })
+                Ok(BootEntry::Linux64 { entry: result.kernel_load.0, boot_params: ZERO_PAGE })
             }
             (KernelFormat::BzImage, _) => {
-                let mut params = boot_params {
-                    hdr: result.setup_header.unwrap_or_default(),
-                    ..Default::default()
-                };
+                let mut params =
+                    boot_params { hdr: result.setup_header.unwrap_or_default(), ..Default::default() };
                 let max_cmdline = params.hdr.cmdline_size;
                 if max_cmdline != 0 && cmdline_size > max_cmdline + 1 {
                     return Err(self.kernel_error(format!(
@@ -201,10 +166,7 @@ impl BootFiles {
                 fill_boot_params(&mut params, mem_size, initrd, rsdp, cmdline_size);
                 write_boot_params(mem, &params)?;
                 let entry = result.kernel_load.0 + 0x200;
-                Ok(BootEntry::Linux64 {
-                    entry,
-                    boot_params: ZERO_PAGE,
-                })
+                Ok(BootEntry::Linux64 { entry, boot_params: ZERO_PAGE })
             }
         }
     }
@@ -220,35 +182,25 @@ impl BootFiles {
             return Ok(None);
         };
         let err = |what: String| {
-            MachineError::Boot(format!(
-                "could not load initial ram disk '{}': {what}",
-                path.display()
-            ))
+            MachineError::Boot(format!("could not load initial ram disk '{}': {what}", path.display()))
         };
         let size = file.seek(SeekFrom::End(0)).map_err(|e| err(io_text(&e)))?;
         let addr = limit
             .checked_sub(size)
             .map(|a| a & !0xfff)
             .filter(|a| *a >= kernel_end)
-            .ok_or_else(|| {
-                err(format!(
-                    "{size} bytes do not fit in guest RAM after the kernel"
-                ))
-            })?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| err(io_text(&e)))?;
+            .ok_or_else(|| err(format!("{size} bytes do not fit in guest RAM after the kernel")))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| err(io_text(&e)))?;
         let len = usize::try_from(size).map_err(|_| err("too large".into()))?;
-        mem.read_exact_volatile_from(GuestAddress(addr), file, len)
-            .map_err(|e| err(e.to_string()))?;
+        mem.read_exact_volatile_from(GuestAddress(addr), file, len).map_err(|e| err(e.to_string()))?;
         Ok(Some((addr, size)))
     }
 
     fn write_cmdline(&self, mem: &GuestMemory) -> Result<(), MachineError> {
         let mut bytes = self.cmdline.as_bytes().to_vec();
         bytes.push(0);
-        mem.write_slice(&bytes, GuestAddress(CMDLINE)).map_err(|e| {
-            MachineError::Boot(format!("could not write the kernel command line: {e}"))
-        })
+        mem.write_slice(&bytes, GuestAddress(CMDLINE))
+            .map_err(|e| MachineError::Boot(format!("could not write the kernel command line: {e}")))
     }
 }
 
@@ -280,11 +232,7 @@ fn fill_boot_params(
     p.acpi_rsdp_addr = rsdp;
     let map = e820_map(mem_size);
     for (slot, e) in p.e820_table.iter_mut().zip(map.iter()) {
-        *slot = boot_e820_entry {
-            addr: e.addr,
-            size: e.size,
-            r#type: e.kind,
-        };
+        *slot = boot_e820_entry { addr: e.addr, size: e.size, r#type: e.kind };
     }
     p.e820_entries = map.len().min(p.e820_table.len()) as u8;
 }
@@ -316,25 +264,12 @@ fn write_pvh_info(
     if let Some((paddr, size)) = initrd {
         info.nr_modules = 1;
         info.modlist_paddr = PVH_MODLIST;
-        mem.write_obj(
-            hvm_modlist_entry {
-                paddr,
-                size,
-                ..Default::default()
-            },
-            GuestAddress(PVH_MODLIST),
-        )
-        .map_err(err)?;
+        mem.write_obj(hvm_modlist_entry { paddr, size, ..Default::default() }, GuestAddress(PVH_MODLIST))
+            .map_err(err)?;
     }
     for (i, e) in map.iter().enumerate() {
-        let entry = hvm_memmap_table_entry {
-            addr: e.addr,
-            size: e.size,
-            type_: e.kind,
-            reserved: 0,
-        };
-        mem.write_obj(entry, GuestAddress(PVH_MEMMAP + 24 * i as u64))
-            .map_err(err)?;
+        let entry = hvm_memmap_table_entry { addr: e.addr, size: e.size, type_: e.kind, reserved: 0 };
+        mem.write_obj(entry, GuestAddress(PVH_MEMMAP + 24 * i as u64)).map_err(err)?;
     }
     mem.write_obj(info, GuestAddress(PVH_INFO)).map_err(err)
 }

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use kvm_bindings::{
     KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MAX_CPUID_ENTRIES,
     KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_debugregs,
-    kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_pit_config, kvm_pit_state2, kvm_regs,
-    kvm_sregs, kvm_userspace_memory_region, kvm_vcpu_events, kvm_xcrs,
+    kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_pit_config, kvm_pit_state2, kvm_regs, kvm_sregs,
+    kvm_userspace_memory_region, kvm_vcpu_events, kvm_xcrs,
 };
 use kvm_ioctls::{VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
@@ -41,9 +41,7 @@ use super::msrs::boot_msrs;
 use super::probe::{check_capabilities, errno_text, open_kvm};
 use super::registers::{self, CpuState};
 use super::vcpu::{self, RunControl, VcpuContext};
-use crate::machine::{
-    CpuInfo, GuestEvent, Machine, MachineConfig, MachineError, SerialBackend, SmpConfig,
-};
+use crate::machine::{CpuInfo, GuestEvent, Machine, MachineConfig, MachineError, SerialBackend, SmpConfig};
 
 const APIC_LVT0: usize = 0x350;
 const APIC_LVT1: usize = 0x360;
@@ -118,14 +116,9 @@ pub fn serial_outputs(config: &MachineConfig) -> Result<Vec<SerialOutput>, Machi
             Ok(match b {
                 SerialBackend::Stdio => Box::new(std::io::stdout()),
                 SerialBackend::Null => Box::new(std::io::sink()),
-                SerialBackend::File(path) => {
-                    Box::new(std::fs::File::create(path).map_err(|e| {
-                        MachineError::Config(format!(
-                            "could not open serial output '{}': {e}",
-                            path.display()
-                        ))
-                    })?)
-                }
+                SerialBackend::File(path) => Box::new(std::fs::File::create(path).map_err(|e| {
+                    MachineError::Config(format!("could not open serial output '{}': {e}", path.display()))
+                })?),
                 SerialBackend::Chardev(spec) => {
                     return Err(MachineError::Config(format!(
                         "serial chardev '{spec}' must be connected by the caller"
@@ -161,10 +154,7 @@ impl KvmMachine {
             )));
         }
         if serial.len() > COM_PORTS.len() {
-            return Err(MachineError::Config(format!(
-                "at most {} serial ports",
-                COM_PORTS.len()
-            )));
+            return Err(MachineError::Config(format!("at most {} serial ports", COM_PORTS.len())));
         }
         let kernel = config.kernel.as_deref().ok_or_else(|| {
             MachineError::Boot("no kernel given: this machine has no firmware, use -kernel".into())
@@ -183,22 +173,14 @@ impl KvmMachine {
         let mem_size = config.memory_bytes;
         let mem = create_guest_memory(mem_size)?;
 
-        let vm = Arc::new(
-            kvm.create_vm()
-                .map_err(|e| MachineError::KvmUnavailable(errno_text(e.errno())))?,
-        );
-        vm.set_tss_address(KVM_TSS_ADDR as usize)
-            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        let vm = Arc::new(kvm.create_vm().map_err(|e| MachineError::KvmUnavailable(errno_text(e.errno())))?);
+        vm.set_tss_address(KVM_TSS_ADDR as usize).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         if let Err(e) = vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDR) {
             tracing::debug!("KVM_SET_IDENTITY_MAP_ADDR: {e}");
         }
-        vm.create_irq_chip()
-            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-        vm.create_pit2(kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        })
-        .map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        vm.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() })
+            .map_err(kvm_err("KVM_CREATE_PIT2"))?;
         for (slot, region) in mem.iter().enumerate() {
             let region_desc = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -231,21 +213,15 @@ impl KvmMachine {
         });
         let entry = Self::load_boot_image(&mem, mem_size, &acpi, &mut boot)?;
 
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        let msr_list = kvm
-            .get_msr_index_list()
-            .map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?;
+        let supported =
+            kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let msr_list = kvm.get_msr_index_list().map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?;
         let msrs = boot_msrs(msr_list.as_slice())?;
         let mut fds = Vec::new();
         let mut vcpu_reset = Vec::new();
         for i in 0..smp.cpus {
-            let fd = vm
-                .create_vcpu(u64::from(apic_ids[i as usize]))
-                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
-            fd.set_cpuid2(&vcpu_cpuid(&supported, &smp, i))
-                .map_err(kvm_err("KVM_SET_CPUID2"))?;
+            let fd = vm.create_vcpu(u64::from(apic_ids[i as usize])).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            fd.set_cpuid2(&vcpu_cpuid(&supported, &smp, i)).map_err(kvm_err("KVM_SET_CPUID2"))?;
             let mut lapic = fd.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
             set_lapic_mode(&mut lapic, APIC_LVT0, APIC_MODE_EXTINT);
             set_lapic_mode(&mut lapic, APIC_LVT1, APIC_MODE_NMI);
@@ -253,33 +229,19 @@ impl KvmMachine {
                 regs: fd.get_regs().map_err(kvm_err("KVM_GET_REGS"))?,
                 sregs: fd.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?,
                 lapic,
-                events: fd
-                    .get_vcpu_events()
-                    .map_err(kvm_err("KVM_GET_VCPU_EVENTS"))?,
+                events: fd.get_vcpu_events().map_err(kvm_err("KVM_GET_VCPU_EVENTS"))?,
             };
-            apply_reset_state(&fd, &state, &msrs, (i == 0).then_some(entry))
-                .map_err(MachineError::Vcpu)?;
+            apply_reset_state(&fd, &state, &msrs, (i == 0).then_some(entry)).map_err(MachineError::Vcpu)?;
             vcpu_reset.push(state);
             fds.push(fd);
         }
         let mut irqchips = Vec::new();
-        for chip_id in [
-            KVM_IRQCHIP_PIC_MASTER,
-            KVM_IRQCHIP_PIC_SLAVE,
-            KVM_IRQCHIP_IOAPIC,
-        ] {
-            let mut chip = kvm_irqchip {
-                chip_id,
-                ..Default::default()
-            };
-            vm.get_irqchip(&mut chip)
-                .map_err(kvm_err("KVM_GET_IRQCHIP"))?;
+        for chip_id in [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC] {
+            let mut chip = kvm_irqchip { chip_id, ..Default::default() };
+            vm.get_irqchip(&mut chip).map_err(kvm_err("KVM_GET_IRQCHIP"))?;
             irqchips.push(chip);
         }
-        let vm_reset = VmResetState {
-            irqchips,
-            pit: vm.get_pit2().map_err(kvm_err("KVM_GET_PIT2"))?,
-        };
+        let vm_reset = VmResetState { irqchips, pit: vm.get_pit2().map_err(kvm_err("KVM_GET_PIT2"))? };
 
         let unknown_io = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::new();
@@ -329,45 +291,26 @@ impl KvmMachine {
         let bus_err = |e: super::bus::BusError| MachineError::Other(e.to_string());
         let mut serials = Vec::new();
         for (out, &(port, irq)) in serial.into_iter().zip(COM_PORTS.iter()) {
-            let evt = EventFd::new(EFD_NONBLOCK)
-                .map_err(|e| MachineError::Other(format!("eventfd: {e}")))?;
+            let evt = EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Other(format!("eventfd: {e}")))?;
             vm.register_irqfd(&evt, irq).map_err(kvm_err("KVM_IRQFD"))?;
             let dev = Arc::new(Mutex::new(SerialDevice::new(evt, out)));
-            pio.insert(u64::from(port), 8, dev.clone() as SharedDevice)
-                .map_err(bus_err)?;
+            pio.insert(u64::from(port), 8, dev.clone() as SharedDevice).map_err(bus_err)?;
             serials.push(dev);
         }
         let irq_line: Arc<dyn IrqLine> = Arc::new(KvmIrqLine(Arc::clone(vm)));
         let pm = Arc::new(Mutex::new(AcpiPm::new(irq_line, Arc::clone(events))));
-        pio.insert(u64::from(PM_BASE), PM_BLOCK_LEN, pm.clone() as SharedDevice)
-            .map_err(bus_err)?;
+        pio.insert(u64::from(PM_BASE), PM_BLOCK_LEN, pm.clone() as SharedDevice).map_err(bus_err)?;
         let i8042 = Arc::new(Mutex::new(I8042::new(Arc::clone(events))));
-        pio.insert(u64::from(I8042_PORT), 5, i8042.clone() as SharedDevice)
-            .map_err(bus_err)?;
+        pio.insert(u64::from(I8042_PORT), 5, i8042.clone() as SharedDevice).map_err(bus_err)?;
         let above_4g = mem_size.saturating_sub(MMIO32_START);
         let cmos = Arc::new(Mutex::new(Cmos::new(mem_size.min(MMIO32_START), above_4g)));
-        pio.insert(u64::from(CMOS_PORT), 2, cmos.clone() as SharedDevice)
-            .map_err(bus_err)?;
+        pio.insert(u64::from(CMOS_PORT), 2, cmos.clone() as SharedDevice).map_err(bus_err)?;
         let reset_control = Arc::new(Mutex::new(ResetControl::new(Arc::clone(events))));
-        pio.insert(
-            u64::from(RESET_CONTROL_PORT),
-            1,
-            reset_control.clone() as SharedDevice,
-        )
-        .map_err(bus_err)?;
-        pio.insert(
-            u64::from(DEBUG_PORT),
-            1,
-            Arc::new(Mutex::new(DebugPort)) as SharedDevice,
-        )
-        .map_err(bus_err)?;
-        Ok(Devices {
-            serials,
-            pm,
-            i8042,
-            cmos,
-            reset_control,
-        })
+        pio.insert(u64::from(RESET_CONTROL_PORT), 1, reset_control.clone() as SharedDevice)
+            .map_err(bus_err)?;
+        pio.insert(u64::from(DEBUG_PORT), 1, Arc::new(Mutex::new(DebugPort)) as SharedDevice)
+            .map_err(bus_err)?;
+        Ok(Devices { serials, pm, i8042, cmos, reset_control })
     }
 
     /// ACPI tables, boot GDT/page tables, kernel, initrd, command line and boot information.
@@ -385,10 +328,7 @@ impl KvmMachine {
 
     /// Feed bytes to COM`port+1` (the host side of `-serial stdio`, a socket...).
     pub fn serial_input(&self, port: usize) -> Option<SerialInput> {
-        self.devices
-            .serials
-            .get(port)
-            .map(|d| SerialInput::new(Arc::clone(d)))
+        self.devices.serials.get(port).map(|d| SerialInput::new(Arc::clone(d)))
     }
 
     /// The ACPI tables as built for the guest (for dumps and `iasl`).
@@ -406,9 +346,7 @@ impl KvmMachine {
         let mut buf = vec![0u8; len];
         self.mem
             .read_slice(&mut buf, GuestAddress(addr))
-            .map_err(|e| {
-                MachineError::Other(format!("cannot read guest memory at {addr:#x}: {e}"))
-            })?;
+            .map_err(|e| MachineError::Other(format!("cannot read guest memory at {addr:#x}: {e}")))?;
         Ok(buf)
     }
 
@@ -435,28 +373,19 @@ fn apply_reset_state(
     msrs: &Msrs,
     entry: Option<BootEntry>,
 ) -> Result<(), String> {
-    let e = |what: &'static str| {
-        move |err: kvm_ioctls::Error| format!("{what}: {}", errno_text(err.errno()))
-    };
+    let e = |what: &'static str| move |err: kvm_ioctls::Error| format!("{what}: {}", errno_text(err.errno()));
     let n = fd.set_msrs(msrs).map_err(e("KVM_SET_MSRS"))?;
     if n != msrs.as_slice().len() {
         tracing::warn!("KVM_SET_MSRS set {n} of {} MSRs", msrs.as_slice().len());
     }
     fd.set_fpu(&boot_fpu()).map_err(e("KVM_SET_FPU"))?;
-    let mut xcrs = kvm_xcrs {
-        nr_xcrs: 1,
-        ..Default::default()
-    };
+    let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
     xcrs.xcrs[0].xcr = 0;
     xcrs.xcrs[0].value = 1;
     if let Err(err) = fd.set_xcrs(&xcrs) {
         tracing::debug!("KVM_SET_XCRS: {err}");
     }
-    let dbg = kvm_debugregs {
-        dr6: 0xffff_0ff0,
-        dr7: 0x400,
-        ..Default::default()
-    };
+    let dbg = kvm_debugregs { dr6: 0xffff_0ff0, dr7: 0x400, ..Default::default() };
     fd.set_debug_regs(&dbg).map_err(e("KVM_SET_DEBUGREGS"))?;
     fd.set_lapic(&st.lapic).map_err(e("KVM_SET_LAPIC"))?;
     let (regs, sregs, mp_state) = match entry {
@@ -468,17 +397,13 @@ fn apply_reset_state(
     };
     fd.set_sregs(&sregs).map_err(e("KVM_SET_SREGS"))?;
     fd.set_regs(&regs).map_err(e("KVM_SET_REGS"))?;
-    fd.set_vcpu_events(&st.events)
-        .map_err(e("KVM_SET_VCPU_EVENTS"))?;
-    fd.set_mp_state(kvm_mp_state { mp_state })
-        .map_err(e("KVM_SET_MP_STATE"))?;
+    fd.set_vcpu_events(&st.events).map_err(e("KVM_SET_VCPU_EVENTS"))?;
+    fd.set_mp_state(kvm_mp_state { mp_state }).map_err(e("KVM_SET_MP_STATE"))?;
     Ok(())
 }
 
 fn read_cpu_state(fd: &mut VcpuFd) -> Result<CpuState, String> {
-    let e = |what: &'static str| {
-        move |err: kvm_ioctls::Error| format!("{what}: {}", errno_text(err.errno()))
-    };
+    let e = |what: &'static str| move |err: kvm_ioctls::Error| format!("{what}: {}", errno_text(err.errno()));
     let dbg = fd.get_debug_regs().map_err(e("KVM_GET_DEBUGREGS"))?;
     let events = fd.get_vcpu_events().map_err(e("KVM_GET_VCPU_EVENTS"))?;
     Ok(CpuState {
@@ -524,36 +449,16 @@ impl Machine for KvmMachine {
         self.control.park_all();
         self.entry = Self::load_boot_image(&self.mem, self.mem_size, &self.acpi, &mut self.boot)?;
         for chip in &self.vm_reset.irqchips {
-            self.vm
-                .set_irqchip(chip)
-                .map_err(kvm_err("KVM_SET_IRQCHIP"))?;
+            self.vm.set_irqchip(chip).map_err(kvm_err("KVM_SET_IRQCHIP"))?;
         }
-        self.vm
-            .set_pit2(&self.vm_reset.pit)
-            .map_err(kvm_err("KVM_SET_PIT2"))?;
+        self.vm.set_pit2(&self.vm_reset.pit).map_err(kvm_err("KVM_SET_PIT2"))?;
         for s in &self.devices.serials {
             s.lock().unwrap_or_else(|p| p.into_inner()).reset();
         }
-        self.devices
-            .pm
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reset();
-        self.devices
-            .i8042
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reset();
-        self.devices
-            .cmos
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reset();
-        self.devices
-            .reset_control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reset();
+        self.devices.pm.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        self.devices.i8042.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        self.devices.cmos.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        self.devices.reset_control.lock().unwrap_or_else(|p| p.into_inner()).reset();
         for (i, st) in self.vcpu_reset.iter().enumerate() {
             let (st, msrs) = (st.clone(), self.msrs.clone());
             let entry = (i == 0).then_some(self.entry);
@@ -565,11 +470,7 @@ impl Machine for KvmMachine {
     }
 
     fn powerdown(&mut self) -> Result<(), MachineError> {
-        self.devices
-            .pm
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .press_power_button();
+        self.devices.pm.lock().unwrap_or_else(|p| p.into_inner()).press_power_button();
         Ok(())
     }
 
@@ -596,10 +497,7 @@ impl Machine for KvmMachine {
         if cpu >= self.smp.cpus as usize {
             return Err(MachineError::Vcpu(format!("CPU {cpu} does not exist")));
         }
-        let state = self
-            .control
-            .run_on(cpu, read_cpu_state)?
-            .map_err(MachineError::Vcpu)?;
+        let state = self.control.run_on(cpu, read_cpu_state)?.map_err(MachineError::Vcpu)?;
         Ok(registers::format(&state))
     }
 

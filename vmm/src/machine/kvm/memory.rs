@@ -26,10 +26,7 @@ pub fn ram_ranges(size: u64) -> Vec<(GuestAddress, u64)> {
     if size <= MMIO32_START {
         vec![(GuestAddress(0), size)]
     } else {
-        vec![
-            (GuestAddress(0), MMIO32_START),
-            (GuestAddress(RAM_ABOVE_4G), size - MMIO32_START),
-        ]
+        vec![(GuestAddress(0), MMIO32_START), (GuestAddress(RAM_ABOVE_4G), size - MMIO32_START)]
     }
 }
 
@@ -41,28 +38,12 @@ pub fn low_ram_end(size: u64) -> u64 {
 /// The E820 map handed to the guest (boot_params or the PVH memory map).
 pub fn e820_map(size: u64) -> Vec<E820Entry> {
     let mut map = vec![
-        E820Entry {
-            addr: 0,
-            size: EBDA_START,
-            kind: E820_RAM,
-        },
-        E820Entry {
-            addr: EBDA_START,
-            size: BIOS_END - EBDA_START,
-            kind: E820_RESERVED,
-        },
-        E820Entry {
-            addr: HIGH_RAM_START,
-            size: low_ram_end(size) - HIGH_RAM_START,
-            kind: E820_RAM,
-        },
+        E820Entry { addr: 0, size: EBDA_START, kind: E820_RAM },
+        E820Entry { addr: EBDA_START, size: BIOS_END - EBDA_START, kind: E820_RESERVED },
+        E820Entry { addr: HIGH_RAM_START, size: low_ram_end(size) - HIGH_RAM_START, kind: E820_RAM },
     ];
     if size > MMIO32_START {
-        map.push(E820Entry {
-            addr: RAM_ABOVE_4G,
-            size: size - MMIO32_START,
-            kind: E820_RAM,
-        });
+        map.push(E820Entry { addr: RAM_ABOVE_4G, size: size - MMIO32_START, kind: E820_RAM });
     }
     map
 }
@@ -76,11 +57,7 @@ pub fn host_memory_limit() -> Option<u64> {
         return None;
     }
     let unit = u64::from(info.mem_unit.max(1));
-    Some(
-        (info.totalram as u64)
-            .saturating_add(info.totalswap as u64)
-            .saturating_mul(unit),
-    )
+    Some((info.totalram as u64).saturating_add(info.totalswap as u64).saturating_mul(unit))
 }
 
 /// Map `size` bytes of guest RAM (anonymous, MAP_NORESERVE: untouched pages cost nothing).
@@ -120,23 +97,9 @@ mod tests {
         let map = e820_map(4 << 30);
         assert_eq!(map.len(), 4);
         assert_eq!(map[2].addr + map[2].size, MMIO32_START);
-        assert_eq!(
-            map[3],
-            E820Entry {
-                addr: RAM_ABOVE_4G,
-                size: (4 << 30) - MMIO32_START,
-                kind: E820_RAM
-            }
-        );
-        let usable: u64 = map
-            .iter()
-            .filter(|e| e.kind == E820_RAM)
-            .map(|e| e.size)
-            .sum();
-        assert_eq!(
-            usable,
-            (4 << 30) - (BIOS_END - EBDA_START) - (HIGH_RAM_START - BIOS_END)
-        );
+        assert_eq!(map[3], E820Entry { addr: RAM_ABOVE_4G, size: (4 << 30) - MMIO32_START, kind: E820_RAM });
+        let usable: u64 = map.iter().filter(|e| e.kind == E820_RAM).map(|e| e.size).sum();
+        assert_eq!(usable, (4 << 30) - (BIOS_END - EBDA_START) - (HIGH_RAM_START - BIOS_END));
     }
 
     #[test]

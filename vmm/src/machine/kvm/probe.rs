@@ -50,9 +50,7 @@ pub(crate) fn check_capabilities(kvm: &Kvm) -> Result<(), MachineError> {
     ];
     for (cap, what) in needed {
         if !kvm.check_extension(cap) {
-            return Err(MachineError::KvmUnavailable(format!(
-                "KVM lacks a required capability: {what}"
-            )));
+            return Err(MachineError::KvmUnavailable(format!("KVM lacks a required capability: {what}")));
         }
     }
     Ok(())

@@ -68,11 +68,7 @@ const SYS_TYPE: [[&str; 16]; 2] = [
 
 fn dump_seg(out: &mut String, name: &str, s: &kvm_segment, cs64: bool, lma: bool, pe: bool) {
     // A segment KVM marks unusable has no present bit as QEMU sees it.
-    let flags = if s.unusable != 0 {
-        seg_flags(s) & !(1 << 15)
-    } else {
-        seg_flags(s)
-    };
+    let flags = if s.unusable != 0 { seg_flags(s) & !(1 << 15) } else { seg_flags(s) };
     if cs64 {
         let _ = write!(
             out,
@@ -107,11 +103,7 @@ fn dump_seg(out: &mut String, name: &str, s: &kvm_segment, cs64: bool, lma: bool
                 let r = if flags & (1 << 9) != 0 { 'R' } else { '-' };
                 let _ = write!(out, "{kind} [{c}{r}");
             } else {
-                let kind = if flags & (1 << 22) != 0 || lma {
-                    "DS  "
-                } else {
-                    "DS16"
-                };
+                let kind = if flags & (1 << 22) != 0 || lma { "DS  " } else { "DS16" };
                 let e = if flags & (1 << 10) != 0 { 'E' } else { '-' };
                 let w = if flags & (1 << 9) != 0 { 'W' } else { '-' };
                 let _ = write!(out, "{kind} [{e}{w}");
@@ -119,11 +111,7 @@ fn dump_seg(out: &mut String, name: &str, s: &kvm_segment, cs64: bool, lma: bool
             let a = if flags & (1 << 8) != 0 { 'A' } else { '-' };
             let _ = write!(out, "{a}]");
         } else {
-            let _ = write!(
-                out,
-                "{}",
-                SYS_TYPE[usize::from(lma)][((flags >> 8) & 0xf) as usize]
-            );
+            let _ = write!(out, "{}", SYS_TYPE[usize::from(lma)][((flags >> 8) & 0xf) as usize]);
         }
     }
     out.push('\n');
@@ -138,41 +126,18 @@ pub fn format(st: &CpuState) -> String {
     let mut o = String::with_capacity(2048);
     let fl = r.rflags;
     let bit = |b: u32, c: char| if fl & (1 << b) != 0 { c } else { '-' };
-    let flag_text: String = [
-        bit(10, 'D'),
-        bit(11, 'O'),
-        bit(7, 'S'),
-        bit(6, 'Z'),
-        bit(4, 'A'),
-        bit(2, 'P'),
-        bit(0, 'C'),
-    ]
-    .iter()
-    .collect();
+    let flag_text: String =
+        [bit(10, 'D'), bit(11, 'O'), bit(7, 'S'), bit(6, 'Z'), bit(4, 'A'), bit(2, 'P'), bit(0, 'C')]
+            .iter()
+            .collect();
     let cpl = s.ss.dpl;
     let hlt = u8::from(st.mp_state == KVM_MP_STATE_HALTED);
     let ii = u8::from(st.interrupt_shadow);
     if cs64 {
-        let _ = writeln!(
-            o,
-            "RAX={:016x} RBX={:016x} RCX={:016x} RDX={:016x}",
-            r.rax, r.rbx, r.rcx, r.rdx
-        );
-        let _ = writeln!(
-            o,
-            "RSI={:016x} RDI={:016x} RBP={:016x} RSP={:016x}",
-            r.rsi, r.rdi, r.rbp, r.rsp
-        );
-        let _ = writeln!(
-            o,
-            "R8 ={:016x} R9 ={:016x} R10={:016x} R11={:016x}",
-            r.r8, r.r9, r.r10, r.r11
-        );
-        let _ = writeln!(
-            o,
-            "R12={:016x} R13={:016x} R14={:016x} R15={:016x}",
-            r.r12, r.r13, r.r14, r.r15
-        );
+        let _ = writeln!(o, "RAX={:016x} RBX={:016x} RCX={:016x} RDX={:016x}", r.rax, r.rbx, r.rcx, r.rdx);
+        let _ = writeln!(o, "RSI={:016x} RDI={:016x} RBP={:016x} RSP={:016x}", r.rsi, r.rdi, r.rbp, r.rsp);
+        let _ = writeln!(o, "R8 ={:016x} R9 ={:016x} R10={:016x} R11={:016x}", r.r8, r.r9, r.r10, r.r11);
+        let _ = writeln!(o, "R12={:016x} R13={:016x} R14={:016x} R15={:016x}", r.r12, r.r13, r.r14, r.r15);
         let _ = writeln!(
             o,
             "RIP={:016x} RFL={:08x} [{flag_text}] CPL={cpl} II={ii} A20=1 SMM=0 HLT={hlt}",
@@ -195,14 +160,9 @@ pub fn format(st: &CpuState) -> String {
             r.rip as u32, fl as u32
         );
     }
-    for (name, seg) in [
-        ("ES", &s.es),
-        ("CS", &s.cs),
-        ("SS", &s.ss),
-        ("DS", &s.ds),
-        ("FS", &s.fs),
-        ("GS", &s.gs),
-    ] {
+    for (name, seg) in
+        [("ES", &s.es), ("CS", &s.cs), ("SS", &s.ss), ("DS", &s.ds), ("FS", &s.fs), ("GS", &s.gs)]
+    {
         dump_seg(&mut o, name, seg, cs64, lma, pe);
     }
     dump_seg(&mut o, "LDT", &s.ldt, cs64, lma, pe);
@@ -239,21 +199,13 @@ pub fn format(st: &CpuState) -> String {
     for (i, reg) in f.fpr.iter().enumerate() {
         let mant = u64::from_le_bytes(reg[0..8].try_into().unwrap_or_default());
         let exp = u16::from_le_bytes([reg[8], reg[9]]);
-        let _ = write!(
-            o,
-            "FPR{i}={mant:016x} {exp:04x}{}",
-            if i & 1 == 1 { "\n" } else { " " }
-        );
+        let _ = write!(o, "FPR{i}={mant:016x} {exp:04x}{}", if i & 1 == 1 { "\n" } else { " " });
     }
     let n = if cs64 { 16 } else { 8 };
     for (i, x) in f.xmm.iter().take(n).enumerate() {
         let lo = u64::from_le_bytes(x[0..8].try_into().unwrap_or_default());
         let hi = u64::from_le_bytes(x[8..16].try_into().unwrap_or_default());
-        let _ = write!(
-            o,
-            "XMM{i:02}={hi:016x} {lo:016x}{}",
-            if i & 1 == 1 { "\n" } else { " " }
-        );
+        let _ = write!(o, "XMM{i:02}={hi:016x} {lo:016x}{}", if i & 1 == 1 { "\n" } else { " " });
     }
     o
 }
@@ -265,18 +217,9 @@ mod tests {
     #[test]
     fn long_mode_dump_matches_qemu_layout() {
         let mut st = CpuState {
-            regs: kvm_regs {
-                rip: 0x100884,
-                rflags: 0x46,
-                rbx: 1,
-                ..Default::default()
-            },
+            regs: kvm_regs { rip: 0x100884, rflags: 0x46, rbx: 1, ..Default::default() },
             sregs: kvm_sregs::default(),
-            fpu: kvm_fpu {
-                fcw: 0x37f,
-                mxcsr: 0x1f80,
-                ..Default::default()
-            },
+            fpu: kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() },
             dr6: 0xffff0ff0,
             dr7: 0x400,
             db: [0; 4],
@@ -307,50 +250,22 @@ mod tests {
             ..Default::default()
         };
         (s.es, s.ss, s.ds, s.fs, s.gs) = (data, data, data, data, data);
-        s.ldt = kvm_segment {
-            limit: 0xffff,
-            type_: 2,
-            present: 1,
-            ..Default::default()
-        };
-        s.tr = kvm_segment {
-            limit: 0xffff,
-            type_: 0xb,
-            present: 1,
-            ..Default::default()
-        };
+        s.ldt = kvm_segment { limit: 0xffff, type_: 2, present: 1, ..Default::default() };
+        s.tr = kvm_segment { limit: 0xffff, type_: 0xb, present: 1, ..Default::default() };
         let text = format(&st);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[4],
-            "RIP=0000000000100884 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1"
-        );
-        assert_eq!(
-            lines[5],
-            "ES =0010 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]"
-        );
-        assert_eq!(
-            lines[6],
-            "CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]"
-        );
-        assert_eq!(
-            lines[11],
-            "LDT=0000 0000000000000000 0000ffff 00008200 DPL=0 LDT"
-        );
-        assert_eq!(
-            lines[12],
-            "TR =0000 0000000000000000 0000ffff 00008b00 DPL=0 TSS64-busy"
-        );
+        assert_eq!(lines[4], "RIP=0000000000100884 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1");
+        assert_eq!(lines[5], "ES =0010 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]");
+        assert_eq!(lines[6], "CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]");
+        assert_eq!(lines[11], "LDT=0000 0000000000000000 0000ffff 00008200 DPL=0 LDT");
+        assert_eq!(lines[12], "TR =0000 0000000000000000 0000ffff 00008b00 DPL=0 TSS64-busy");
         assert_eq!(
             lines[16],
             "DR0=0000000000000000 DR1=0000000000000000 DR2=0000000000000000 DR3=0000000000000000 "
         );
         assert_eq!(lines[17], "DR6=00000000ffff0ff0 DR7=0000000000000400");
         assert_eq!(lines[19], "FCW=037f FSW=0000 [ST=0] FTW=00 MXCSR=00001f80");
-        assert_eq!(
-            lines[20],
-            "FPR0=0000000000000000 0000 FPR1=0000000000000000 0000"
-        );
+        assert_eq!(lines[20], "FPR0=0000000000000000 0000 FPR1=0000000000000000 0000");
         assert_eq!(
             lines.last().copied(),
             Some("XMM14=0000000000000000 0000000000000000 XMM15=0000000000000000 0000000000000000")

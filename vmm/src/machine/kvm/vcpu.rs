@@ -173,10 +173,7 @@ impl RunControl {
     }
 
     pub fn thread_id(&self, index: usize) -> i64 {
-        self.kicks
-            .get(index)
-            .map(|k| k.tid.load(Ordering::SeqCst))
-            .unwrap_or(0)
+        self.kicks.get(index).map(|k| k.tid.load(Ordering::SeqCst)).unwrap_or(0)
     }
 
     /// Run `f` on vCPU `index`'s thread and wait for its result.
@@ -201,8 +198,7 @@ impl RunControl {
             self.cv.notify_all();
         }
         self.kick(index);
-        rx.recv()
-            .map_err(|_| MachineError::Vcpu(format!("CPU {index} did not answer")))
+        rx.recv().map_err(|_| MachineError::Vcpu(format!("CPU {index} did not answer")))
     }
 }
 
@@ -224,15 +220,9 @@ fn log_unknown(ctx: &VcpuContext, kind: &str, addr: u64, len: usize, write: Opti
         None => format!("{len}-byte read"),
     };
     if n < 16 {
-        tracing::warn!(
-            cpu = ctx.index,
-            "guest {kind} {what} at unassigned {addr:#x} ignored"
-        );
+        tracing::warn!(cpu = ctx.index, "guest {kind} {what} at unassigned {addr:#x} ignored");
     } else {
-        tracing::debug!(
-            cpu = ctx.index,
-            "guest {kind} access to unassigned {addr:#x} ignored"
-        );
+        tracing::debug!(cpu = ctx.index, "guest {kind} access to unassigned {addr:#x} ignored");
     }
 }
 
@@ -286,13 +276,10 @@ fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Next {
         VcpuExit::SystemEvent(kind, _) => {
             return Next::Stop(match kind {
                 kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => GuestEvent::Shutdown,
-                kvm_bindings::KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset {
-                    triple_fault: false,
-                },
-                other => GuestEvent::InternalError {
-                    cpu: ctx.index,
-                    detail: format!("KVM system event {other}"),
-                },
+                kvm_bindings::KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset { triple_fault: false },
+                other => {
+                    GuestEvent::InternalError { cpu: ctx.index, detail: format!("KVM system event {other}") }
+                }
             });
         }
         VcpuExit::FailEntry(reason, cpu) => {
@@ -377,10 +364,7 @@ fn vcpu_loop(ctx: &VcpuContext, fd: &mut VcpuFd) {
             Next::Stop(event) => ctx.events.report(event),
             Next::InternalError => {
                 let detail = internal_error_detail(fd);
-                ctx.events.report(GuestEvent::InternalError {
-                    cpu: ctx.index,
-                    detail,
-                });
+                ctx.events.report(GuestEvent::InternalError { cpu: ctx.index, detail });
             }
         }
     }
@@ -396,11 +380,9 @@ pub fn spawn(ctx: VcpuContext, mut fd: VcpuFd) -> Result<JoinHandle<VcpuFd>, Mac
             unblock_kick_signal();
             let k = &ctx.control.kicks[ctx.index];
             // SAFETY: gettid and pthread_self have no preconditions.
-            k.tid
-                .store(unsafe { libc::gettid() } as i64, Ordering::SeqCst);
+            k.tid.store(unsafe { libc::gettid() } as i64, Ordering::SeqCst);
             // SAFETY: as above.
-            k.pthread
-                .store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+            k.pthread.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
             let ie = &mut fd.get_kvm_run().immediate_exit as *mut u8 as usize;
             k.immediate_exit.store(ie, Ordering::SeqCst);
             {
@@ -421,11 +403,7 @@ pub fn spawn(ctx: VcpuContext, mut fd: VcpuFd) -> Result<JoinHandle<VcpuFd>, Mac
 /// Wait until every vCPU thread has published its thread id (so `cpus()` is complete).
 pub fn wait_started(control: &RunControl) {
     let mut s = control.lock();
-    while control
-        .kicks
-        .iter()
-        .any(|k| k.tid.load(Ordering::SeqCst) == 0)
-    {
+    while control.kicks.iter().any(|k| k.tid.load(Ordering::SeqCst) == 0) {
         let (g, _) = control
             .cv
             .wait_timeout(s, std::time::Duration::from_millis(10))

@@ -38,15 +38,7 @@ pub struct AcpiPm {
 
 impl AcpiPm {
     pub fn new(irq: Arc<dyn IrqLine>, events: Arc<GuestEvents>) -> Self {
-        AcpiPm {
-            sts: 0,
-            en: 0,
-            cnt: SCI_EN,
-            sci_high: false,
-            start: Instant::now(),
-            irq,
-            events,
-        }
+        AcpiPm { sts: 0, en: 0, cnt: SCI_EN, sci_high: false, start: Instant::now(), irq, events }
     }
 
     pub fn reset(&mut self) {
@@ -90,10 +82,7 @@ impl AcpiPm {
             if slp_typ == u16::from(S5_SLEEP_TYPE) {
                 self.events.report(GuestEvent::Shutdown);
             } else {
-                tracing::warn!(
-                    slp_typ,
-                    "acpi: guest asked for an unsupported sleep state, ignored"
-                );
+                tracing::warn!(slp_typ, "acpi: guest asked for an unsupported sleep state, ignored");
             }
         }
     }
@@ -108,8 +97,7 @@ impl BusDevice for AcpiPm {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let (mut sts_clear, mut en, mut cnt) =
-            (0u16, self.en.to_le_bytes(), self.cnt.to_le_bytes());
+        let (mut sts_clear, mut en, mut cnt) = (0u16, self.en.to_le_bytes(), self.cnt.to_le_bytes());
         let mut cnt_written = false;
         for (i, &b) in data.iter().enumerate() {
             match offset as usize + i {
@@ -120,10 +108,7 @@ impl BusDevice for AcpiPm {
                     cnt[offset as usize + i - 4] = b;
                     cnt_written = true;
                 }
-                other => tracing::debug!(
-                    offset = other,
-                    "acpi: write to a read-only PM register ignored"
-                ),
+                other => tracing::debug!(offset = other, "acpi: write to a read-only PM register ignored"),
             }
         }
         self.sts &= !(sts_clear & STS_MASK);
@@ -174,10 +159,7 @@ mod tests {
         assert!(rx.try_recv().is_err());
         pm.write(4, &(u16::from(S5_SLEEP_TYPE) << 10).to_le_bytes());
         assert!(rx.try_recv().is_err(), "no SLP_EN");
-        pm.write(
-            4,
-            &((u16::from(S5_SLEEP_TYPE) << 10) | SLP_EN).to_le_bytes(),
-        );
+        pm.write(4, &((u16::from(S5_SLEEP_TYPE) << 10) | SLP_EN).to_le_bytes());
         assert_eq!(rx.try_recv(), Ok(GuestEvent::Shutdown));
         let mut cnt = [0u8; 2];
         pm.read(4, &mut cnt);

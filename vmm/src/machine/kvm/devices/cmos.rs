@@ -55,11 +55,7 @@ impl Cmos {
         nvram[0x34..0x36].copy_from_slice(&above_16m.to_le_bytes());
         let above_4g = (mem_above_4g >> 16).min(0xff_ffff) as u32;
         nvram[0x5b..0x5e].copy_from_slice(&above_4g.to_le_bytes()[..3]);
-        Cmos {
-            index: 0,
-            nvram,
-            initial: nvram,
-        }
+        Cmos { index: 0, nvram, initial: nvram }
     }
 
     pub fn reset(&mut self) {
@@ -68,18 +64,11 @@ impl Cmos {
     }
 
     fn encode(&self, v: u32) -> u8 {
-        if self.nvram[REG_B as usize] & B_BINARY != 0 {
-            v as u8
-        } else {
-            (((v / 10) << 4) | (v % 10)) as u8
-        }
+        if self.nvram[REG_B as usize] & B_BINARY != 0 { v as u8 } else { (((v / 10) << 4) | (v % 10)) as u8 }
     }
 
     fn read_register(&self, reg: u8) -> u8 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0) as i64;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
         let days = now.div_euclid(86_400);
         let secs = now.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);

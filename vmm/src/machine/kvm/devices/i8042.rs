@@ -14,9 +14,7 @@ pub struct ResetLine(pub Arc<GuestEvents>);
 impl Trigger for ResetLine {
     type E = std::convert::Infallible;
     fn trigger(&self) -> Result<(), Self::E> {
-        self.0.report(GuestEvent::Reset {
-            triple_fault: false,
-        });
+        self.0.report(GuestEvent::Reset { triple_fault: false });
         Ok(())
     }
 }
@@ -29,10 +27,7 @@ pub struct I8042 {
 
 impl I8042 {
     pub fn new(events: Arc<GuestEvents>) -> Self {
-        I8042 {
-            dev: I8042Device::new(ResetLine(Arc::clone(&events))),
-            events,
-        }
+        I8042 { dev: I8042Device::new(ResetLine(Arc::clone(&events))), events }
     }
 
     pub fn reset(&mut self) {

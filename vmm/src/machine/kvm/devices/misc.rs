@@ -39,9 +39,7 @@ impl BusDevice for ResetControl {
         }
         if data[0] & RCR_RST_CPU != 0 {
             self.value = 0;
-            self.events.report(GuestEvent::Reset {
-                triple_fault: false,
-            });
+            self.events.report(GuestEvent::Reset { triple_fault: false });
         } else {
             self.value = data[0] & RCR_SYS_RST;
         }

@@ -52,10 +52,7 @@ impl SerialDevice {
     pub fn new(irq: EventFd, out: SerialOutput) -> Self {
         let space = Arc::new(InputSpace::default());
         let uart = Serial::with_events(IrqFdTrigger(irq), Events(Arc::clone(&space)), out);
-        SerialDevice {
-            uart: Some(uart),
-            space,
-        }
+        SerialDevice { uart: Some(uart), space }
     }
 
     /// Back to the power-on register state; the writer and the irqfd stay.
@@ -65,11 +62,8 @@ impl SerialDevice {
             let out = old.into_writer();
             match irq {
                 Ok(fd) => {
-                    self.uart = Some(Serial::with_events(
-                        IrqFdTrigger(fd),
-                        Events(Arc::clone(&self.space)),
-                        out,
-                    ));
+                    self.uart =
+                        Some(Serial::with_events(IrqFdTrigger(fd), Events(Arc::clone(&self.space)), out));
                 }
                 Err(e) => tracing::error!("serial: cannot reset the UART: {e}"),
             }
@@ -144,10 +138,7 @@ impl SerialInput {
 
     /// Queue as many bytes as the FIFO has room for; returns how many were taken.
     pub fn try_push(&self, bytes: &[u8]) -> usize {
-        self.device
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .enqueue(bytes)
+        self.device.lock().unwrap_or_else(|p| p.into_inner()).enqueue(bytes)
     }
 
     /// Queue all of `bytes`, waiting up to `timeout` each time the FIFO is full; returns how
@@ -159,11 +150,7 @@ impl SerialInput {
             done += n;
             if n == 0 {
                 let g = self.space.lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (_g, res) = self
-                    .space
-                    .cv
-                    .wait_timeout(g, timeout)
-                    .unwrap_or_else(|p| p.into_inner());
+                let (_g, res) = self.space.cv.wait_timeout(g, timeout).unwrap_or_else(|p| p.into_inner());
                 if res.timed_out() && self.try_push(&bytes[done..]) == 0 {
                     break;
                 }
@@ -192,10 +179,7 @@ mod tests {
     #[test]
     fn output_input_and_bad_accesses() {
         let buf = Buf::default();
-        let dev = Arc::new(Mutex::new(SerialDevice::new(
-            EventFd::new(0).unwrap(),
-            Box::new(buf.clone()),
-        )));
+        let dev = Arc::new(Mutex::new(SerialDevice::new(EventFd::new(0).unwrap(), Box::new(buf.clone()))));
         dev.lock().unwrap().write(0, b"A");
         dev.lock().unwrap().write(0, &[1, 2]); // 16-bit write: ignored
         dev.lock().unwrap().write(9, b"B"); // beyond the registers: ignored
