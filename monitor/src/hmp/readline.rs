@@ -32,7 +32,8 @@ pub const HISTORY_MAX: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Esc {
     Norm,
-    Esc,
+    /// After ESC.
+    Started,
     Csi,
     Ss3,
 }
@@ -136,7 +137,7 @@ impl LineEditor {
                 14 => self.history_down(),
                 16 => self.history_up(),
                 23 => self.backword(),
-                27 => self.esc = Esc::Esc,
+                27 => self.esc = Esc::Started,
                 8 | 127 => self.backspace(),
                 155 => {
                     self.esc = Esc::Csi;
@@ -145,7 +146,7 @@ impl LineEditor {
                 c if c >= 32 => self.insert(c),
                 _ => {}
             },
-            Esc::Esc => {
+            Esc::Started => {
                 (self.esc, self.esc_param) = match ch {
                     b'[' => (Esc::Csi, 0),
                     b'O' => (Esc::Ss3, 0),
