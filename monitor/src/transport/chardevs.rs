@@ -5,6 +5,7 @@
 //! client is connected, `unix:/x.sock,server=on` or `tcp:127.0.0.1:4444,server=on <-> 127.0.0.1:5555`
 //! while one is (with several clients, the oldest one is shown).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -36,8 +37,8 @@ pub struct Chardev {
 struct State {
     /// The filename with no client connected (or the only one, for non-sockets).
     idle: String,
-    /// Connected clients, oldest first: (key, filename while connected).
-    clients: Vec<(u64, String)>,
+    /// Connected clients by arrival (oldest first): filename while connected.
+    clients: BTreeMap<u64, String>,
     next_key: u64,
 }
 
@@ -48,7 +49,11 @@ impl ChardevRegistry {
         let c = Arc::new(Chardev {
             label: label.to_string(),
             frontend_open,
-            state: Mutex::new(State { idle: idle_filename.to_string(), clients: Vec::new(), next_key: 0 }),
+            state: Mutex::new(State {
+                idle: idle_filename.to_string(),
+                clients: BTreeMap::new(),
+                next_key: 0,
+            }),
         });
         if let Ok(mut e) = self.entries.lock() {
             e.push(c.clone());
@@ -77,7 +82,7 @@ impl Chardev {
 
     pub fn info(&self) -> ChardevInfo {
         let filename = match self.state.lock() {
-            Ok(s) => s.clients.first().map_or_else(|| s.idle.clone(), |(_, f)| f.clone()),
+            Ok(s) => s.clients.values().next().map_or_else(|| s.idle.clone(), Clone::clone),
             Err(_) => String::new(),
         };
         ChardevInfo { label: self.label.clone(), filename, frontend_open: self.frontend_open }
@@ -89,7 +94,7 @@ impl Chardev {
             Ok(mut s) => {
                 let key = s.next_key;
                 s.next_key += 1;
-                s.clients.push((key, filename));
+                s.clients.insert(key, filename);
                 key
             }
             Err(_) => u64::MAX,
@@ -114,7 +119,7 @@ pub struct ClientGuard {
 impl Drop for ClientGuard {
     fn drop(&mut self) {
         if let Ok(mut s) = self.chardev.state.lock() {
-            s.clients.retain(|(k, _)| *k != self.key);
+            s.clients.remove(&self.key);
         }
     }
 }

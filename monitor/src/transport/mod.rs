@@ -32,8 +32,8 @@
 //!   every `reconnect=` seconds.
 //! * stdio: the terminal goes raw (see [`stdio`]); a `mux` chardev shares it between the HMP
 //!   monitor and a serial port ([`mux`]).
-//! * The transport never looks at the bytes: the monitor mode picks `qmp::serve` (with the `oob`
-//!   capability offered on sockets, not on stdio) or `hmp::serve`.
+//! * The transport never looks at the bytes: the monitor mode picks `qmp::serve` or `hmp::serve`.
+//!   QMP offers the `oob` capability everywhere, stdio included, as QEMU 7.2 does.
 //! * Chardevs no monitor uses are recorded (for `query-chardev`) but not opened; they are
 //!   returned by [`Running::unused`] for the VMM to wire (serial ports).
 
@@ -221,15 +221,7 @@ impl Running {
                         None => Box::new(tokio::io::empty()),
                     };
                 monitor.chardevs.add(&c.id, "file", true);
-                self.tasks.push(session::spawn(
-                    monitor,
-                    mode,
-                    reader,
-                    out,
-                    false,
-                    HmpOptions::default(),
-                    None,
-                ));
+                self.tasks.push(session::spawn(monitor, mode, reader, out, HmpOptions::default(), None));
             }
             Backend::Stdio { signal } => {
                 stdio::set_raw_terminal(*signal);
@@ -244,7 +236,6 @@ impl Running {
                         mode,
                         stdin,
                         stdout,
-                        false,
                         HmpOptions::default(),
                         None,
                     ));
@@ -283,7 +274,7 @@ impl Running {
         }));
         let (r, w) = tokio::io::split(mon.stream);
         let opts = HmpOptions { focus: Some(mon.focus) };
-        self.tasks.push(session::spawn(self.monitor.clone(), MonitorMode::Readline, r, w, false, opts, None));
+        self.tasks.push(session::spawn(self.monitor.clone(), MonitorMode::Readline, r, w, opts, None));
         self.muxes.insert(label.to_string(), serial);
     }
 
@@ -429,12 +420,12 @@ async fn serve_client(monitor: Arc<Monitor>, mode: MonitorMode, conn: Outgoing, 
         Outgoing::Unix(s, name) => {
             let guard = chardev.client_connected(name);
             let (r, w) = s.into_split();
-            session::spawn(monitor, mode, r, w, true, HmpOptions::default(), Some(guard))
+            session::spawn(monitor, mode, r, w, HmpOptions::default(), Some(guard))
         }
         Outgoing::Tcp(s, name) => {
             let guard = chardev.client_connected(name);
             let (r, w) = s.into_split();
-            session::spawn(monitor, mode, r, w, true, HmpOptions::default(), Some(guard))
+            session::spawn(monitor, mode, r, w, HmpOptions::default(), Some(guard))
         }
     };
     let _ = task.await;
@@ -518,7 +509,7 @@ fn serve_accepted(ctx: &ListenCtx, conn: Accepted) {
         Accepted::Unix(s, name) => {
             let guard = ctx.chardev.client_connected(name);
             let (r, w) = s.into_split();
-            session::spawn(monitor, ctx.mode, r, w, true, HmpOptions::default(), Some(guard));
+            session::spawn(monitor, ctx.mode, r, w, HmpOptions::default(), Some(guard));
         }
         Accepted::Tcp(s, addrs) => {
             if ctx.nodelay {
@@ -528,10 +519,10 @@ fn serve_accepted(ctx: &ListenCtx, conn: Accepted) {
             let guard = ctx.chardev.client_connected(format!("{proto}:{addrs}"));
             if ctx.telnet {
                 let (r, w) = tokio::io::split(telnet::TelnetStream::new(s));
-                session::spawn(monitor, ctx.mode, r, w, true, HmpOptions::default(), Some(guard));
+                session::spawn(monitor, ctx.mode, r, w, HmpOptions::default(), Some(guard));
             } else {
                 let (r, w) = s.into_split();
-                session::spawn(monitor, ctx.mode, r, w, true, HmpOptions::default(), Some(guard));
+                session::spawn(monitor, ctx.mode, r, w, HmpOptions::default(), Some(guard));
             }
         }
     }

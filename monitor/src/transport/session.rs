@@ -11,14 +11,15 @@ use crate::Monitor;
 use crate::hmp::{self, HmpOptions};
 use crate::qmp::{self, QmpOptions};
 
-/// Runs one session on its own task. `oob_offered`: sockets offer QMP's `oob` capability, stdio
-/// does not (as QEMU). The client guard keeps the connection listed in `query-chardev`.
+/// Runs one session on its own task. QMP sessions offer the `oob` capability on every transport:
+/// QEMU 7.2 does so on sockets, stdio (pipe or terminal) and files alike (observed with
+/// qemu-system-x86_64 7.2.22; QMP.md's "not on stdio" does not match it). The client guard keeps
+/// the connection listed in `query-chardev`.
 pub fn spawn<R, W>(
     monitor: Arc<Monitor>,
     mode: MonitorMode,
     reader: R,
     writer: W,
-    oob_offered: bool,
     hmp_opts: HmpOptions,
     guard: Option<ClientGuard>,
 ) -> tokio::task::JoinHandle<()>
@@ -28,7 +29,9 @@ where
 {
     tokio::spawn(async move {
         match mode {
-            MonitorMode::Control => qmp::serve(monitor, reader, writer, QmpOptions { oob_offered }).await,
+            MonitorMode::Control => {
+                qmp::serve(monitor, reader, writer, QmpOptions { oob_offered: true }).await
+            }
             MonitorMode::Readline => hmp::serve(monitor, reader, writer, hmp_opts).await,
         }
         drop(guard);
