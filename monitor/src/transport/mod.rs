@@ -2,7 +2,7 @@
 //!
 //! # API (for the vmm binary)
 //!
-//! ```ignore
+//! ```text
 //! let mut specs = transport::MonitorSpecs::new("vmm");
 //! for (name, value) in monitor_options {            // "qmp", "monitor", "chardev", "mon"
 //!     specs.add_option(name, value)?;               // syntax errors, in QEMU's words
@@ -226,11 +226,16 @@ impl Running {
             Backend::Stdio { signal } => {
                 stdio::set_raw_terminal(*signal);
                 self.terminal = true;
-                monitor.chardevs.add(&c.id, "stdio", true);
                 let (stdin, stdout) = stdio::streams();
                 if c.mux {
+                    // As QEMU lists it: the back end as `<id>-base`, the mux as `<id>`.
+                    let base = format!("{}-base", c.id);
+                    monitor.chardevs.add(&base, "stdio", true);
+                    monitor.chardevs.add(&c.id, "mux", true);
+                    self.labels.push(base);
                     self.open_mux(&c.id, stdin, stdout);
                 } else {
+                    monitor.chardevs.add(&c.id, "stdio", true);
                     self.tasks.push(session::spawn(
                         monitor,
                         mode,

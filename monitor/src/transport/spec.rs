@@ -184,11 +184,20 @@ pub struct MonitorSpecs {
     /// The program name used in messages printed while starting (`vmm: -qmp ...: info: ...`).
     pub program: String,
     compat_index: usize,
+    /// A `-monitor`, `-qmp` or `-mon` was given (even `-monitor none`): QEMU then adds no default
+    /// monitor.
+    monitor_option_seen: bool,
 }
 
 impl Default for MonitorSpecs {
     fn default() -> Self {
-        MonitorSpecs { chardevs: Vec::new(), monitors: Vec::new(), program: "vmm".into(), compat_index: 0 }
+        MonitorSpecs {
+            chardevs: Vec::new(),
+            monitors: Vec::new(),
+            program: "vmm".into(),
+            compat_index: 0,
+            monitor_option_seen: false,
+        }
     }
 }
 
@@ -212,11 +221,13 @@ impl MonitorSpecs {
 
     /// `-qmp SPEC`.
     pub fn add_qmp(&mut self, value: &str) -> Result<(), TransportError> {
+        self.monitor_option_seen = true;
         self.add_compat(&format!("-qmp {value}"), value, MonitorMode::Control)
     }
 
     /// `-monitor SPEC` (`none` adds nothing).
     pub fn add_monitor(&mut self, value: &str) -> Result<(), TransportError> {
+        self.monitor_option_seen = true;
         if value.starts_with("none") {
             return Ok(());
         }
@@ -282,6 +293,7 @@ impl MonitorSpecs {
 
     /// `-mon [chardev=]ID[,mode=readline|control][,pretty=on|off]`.
     pub fn add_mon(&mut self, value: &str) -> Result<(), TransportError> {
+        self.monitor_option_seen = true;
         let option = format!("-mon {value}");
         let fail = |m: String| TransportError::new(&option, vec![m]);
         let o = opts::parse(value, Some("chardev"));
@@ -323,6 +335,12 @@ impl MonitorSpecs {
 
     pub fn has_monitors(&self) -> bool {
         !self.monitors.is_empty()
+    }
+
+    /// Whether `-monitor`, `-qmp` or `-mon` appeared (`-monitor none` included), which in QEMU
+    /// turns off the default monitor.
+    pub fn monitor_option_given(&self) -> bool {
+        self.monitor_option_seen
     }
 
     /// Checks what can only be checked once the whole command line is known, in QEMU's order and
@@ -583,6 +601,9 @@ mod tests {
         let s = specs(&[("qmp", "unix:/tmp/a.sock")]).unwrap();
         assert!(!sock(&s, 0).server);
         let s = specs(&[("qmp", "stdio"), ("monitor", "none"), ("monitor", "null")]).unwrap();
+        assert!(s.monitor_option_given());
+        assert!(!MonitorSpecs::default().monitor_option_given());
+        assert!(specs(&[("monitor", "none")]).unwrap().monitor_option_given());
         assert_eq!(s.chardevs[1].id, "compat_monitor1");
         assert_eq!(s.chardevs[0].backend, Backend::Stdio { signal: true });
     }
