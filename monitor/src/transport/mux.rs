@@ -382,10 +382,10 @@ C-a C-a  sends C-a\n\r";
 
     #[tokio::test]
     async fn timestamps_at_line_starts() {
-        let (mut con, _mon, serial) = setup();
-        con.type_keys(b"\x01t").await;
-        // Give the mux time to see the toggle before the output.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (mut con, _mon, mut serial) = setup();
+        // The break event arriving proves the toggle before it was handled.
+        con.type_keys(b"\x01t\x01b").await;
+        assert_eq!(serial.events.recv().await, Some(MuxEvent::Break));
         serial.output.send(b"a\nb\n".to_vec()).await.unwrap();
         let got = String::from_utf8(con.screen(2 + 15 + 2).await).unwrap();
         // No stamp right after the toggle (QEMU waits for a line end), one after each newline.
