@@ -26,6 +26,7 @@ pub mod hmp;
 pub mod qapi;
 pub mod qmp;
 pub mod registry;
+pub mod transport;
 
 use std::sync::Arc;
 
@@ -102,6 +103,8 @@ pub struct Monitor {
     pub registry: Registry,
     pub events: EventBus,
     pub control: ControlHandle,
+    /// The character devices (monitor transports) for `query-chardev`; the transport fills it.
+    pub chardevs: transport::ChardevRegistry,
     /// Set once when the process is about to exit: sessions flush and close.
     closing: watch::Sender<bool>,
     /// Sessions alive, so the exit path can wait for replies (to `quit`) to be written.
@@ -129,6 +132,7 @@ impl Monitor {
             registry,
             events,
             control,
+            chardevs: transport::ChardevRegistry::default(),
             closing: watch::Sender::new(false),
             sessions: watch::Sender::new(0),
         })

@@ -2,6 +2,7 @@
 //! arguments and return values; handlers that need the machine send a
 //! [`ControlRequest`](crate::control::ControlRequest).
 
+mod chardev;
 mod machine;
 mod protocol;
 mod run_state;
@@ -15,4 +16,5 @@ pub fn register_all(reg: &mut Registry) {
     protocol::register(reg);
     run_state::register(reg);
     machine::register(reg);
+    chardev::register(reg);
 }

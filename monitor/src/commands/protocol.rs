@@ -85,7 +85,7 @@ pub(super) fn register(reg: &mut Registry) {
         "human-monitor-command",
         Flags::default(),
         |m: Arc<Monitor>, a: HumanMonitorCommandArgs| async move {
-            Ok::<String, QmpError>(crate::hmp::run_line(&m, &a.command_line, a.cpu_index).await)
+            crate::hmp::human_monitor_command(&m, &a.command_line, a.cpu_index).await
         },
     );
 }

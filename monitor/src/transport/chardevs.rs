@@ -1,0 +1,150 @@
+//! The character devices the process has, as `query-chardev` and HMP `info chardev` list them.
+//!
+//! The transport records each chardev when it opens it; sockets update their entry as clients come
+//! and go, so the `filename` reads as QEMU's does: `disconnected:unix:/x.sock,server=on` while no
+//! client is connected, `unix:/x.sock,server=on` or `tcp:127.0.0.1:4444,server=on <-> 127.0.0.1:5555`
+//! while one is (with several clients, the oldest one is shown).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::qapi::Qapi;
+
+/// `query-chardev` element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Qapi)]
+pub struct ChardevInfo {
+    pub label: String,
+    pub filename: String,
+    #[serde(rename = "frontend-open")]
+    pub frontend_open: bool,
+}
+
+/// Every chardev of the process. Lives in [`Monitor`](crate::Monitor).
+#[derive(Default)]
+pub struct ChardevRegistry {
+    entries: Mutex<Vec<Arc<Chardev>>>,
+}
+
+/// One chardev's entry.
+pub struct Chardev {
+    label: String,
+    frontend_open: bool,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The filename with no client connected (or the only one, for non-sockets).
+    idle: String,
+    /// Connected clients by arrival (oldest first): filename while connected.
+    clients: BTreeMap<u64, String>,
+    next_key: u64,
+}
+
+impl ChardevRegistry {
+    /// Records a chardev. `idle_filename` is shown while no client is connected (`stdio`, `null`,
+    /// `file`, `disconnected:...`); `frontend_open` is whether a monitor uses it.
+    pub fn add(&self, label: &str, idle_filename: &str, frontend_open: bool) -> Arc<Chardev> {
+        let c = Arc::new(Chardev {
+            label: label.to_string(),
+            frontend_open,
+            state: Mutex::new(State {
+                idle: idle_filename.to_string(),
+                clients: BTreeMap::new(),
+                next_key: 0,
+            }),
+        });
+        if let Ok(mut e) = self.entries.lock() {
+            e.push(c.clone());
+        }
+        c
+    }
+
+    /// All chardevs, the most recently created first (QEMU builds its list by prepending).
+    pub fn list(&self) -> Vec<ChardevInfo> {
+        let Ok(entries) = self.entries.lock() else { return Vec::new() };
+        entries.iter().rev().map(|c| c.info()).collect()
+    }
+
+    /// Forgets a chardev (when its transport is shut down).
+    pub fn remove(&self, label: &str) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.retain(|c| c.label != label);
+        }
+    }
+}
+
+impl Chardev {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn info(&self) -> ChardevInfo {
+        let filename = match self.state.lock() {
+            Ok(s) => s.clients.values().next().map_or_else(|| s.idle.clone(), Clone::clone),
+            Err(_) => String::new(),
+        };
+        ChardevInfo { label: self.label.clone(), filename, frontend_open: self.frontend_open }
+    }
+
+    /// Records a connected client; its filename is shown while it is the oldest one connected.
+    pub fn client_connected(self: &Arc<Self>, filename: String) -> ClientGuard {
+        let key = match self.state.lock() {
+            Ok(mut s) => {
+                let key = s.next_key;
+                s.next_key += 1;
+                s.clients.insert(key, filename);
+                key
+            }
+            Err(_) => u64::MAX,
+        };
+        ClientGuard { chardev: self.clone(), key }
+    }
+
+    /// Changes the filename shown with no client (client sockets between connections).
+    pub fn set_idle_filename(&self, filename: String) {
+        if let Ok(mut s) = self.state.lock() {
+            s.idle = filename;
+        }
+    }
+}
+
+/// Keeps a client listed until dropped.
+pub struct ClientGuard {
+    chardev: Arc<Chardev>,
+    key: u64,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.chardev.state.lock() {
+            s.clients.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_follow_clients() {
+        let reg = ChardevRegistry::default();
+        reg.add("compat_monitor0", "stdio", true);
+        let sock = reg.add("qmp2", "disconnected:unix:/tmp/q.sock,server=on", true);
+        reg.add("n1", "null", false);
+        let names: Vec<String> = reg.list().into_iter().map(|c| c.label).collect();
+        assert_eq!(names, vec!["n1", "qmp2", "compat_monitor0"]);
+        let a = sock.client_connected("unix:/tmp/q.sock,server=on".into());
+        let b = sock.client_connected("second".into());
+        assert_eq!(sock.info().filename, "unix:/tmp/q.sock,server=on");
+        drop(a);
+        assert_eq!(sock.info().filename, "second");
+        drop(b);
+        assert_eq!(sock.info().filename, "disconnected:unix:/tmp/q.sock,server=on");
+        reg.remove("n1");
+        assert_eq!(reg.list().len(), 2);
+        assert!(!reg.list()[1].filename.is_empty());
+    }
+}
