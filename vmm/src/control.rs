@@ -19,6 +19,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::machine::{GuestEvent, Machine, MachineError};
 
+/// Requests from the host side of the process (not the monitor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRequest {
+    /// SIGINT, SIGTERM or SIGHUP: `terminating on signal N`, SHUTDOWN `host-signal`, exit.
+    Signal(i32),
+    /// The console's `C-a x`: SHUTDOWN `host-ui`, exit.
+    UiQuit,
+}
+
 /// `-no-reboot` / `-no-shutdown`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Policy {
@@ -64,21 +73,23 @@ impl ControlLoop {
     }
 
     /// Runs until quit, a shutdown that exits, or the monitor's senders are gone. `guest`
-    /// carries the machine's [`GuestEvent`]s, `signals` the host signals (SIGINT, SIGTERM,
-    /// SIGHUP) that shut the VM down as in QEMU.
+    /// carries the machine's [`GuestEvent`]s, `host` the [`HostRequest`]s (signals, console quit).
     pub async fn run(
         mut self,
         mut requests: mpsc::UnboundedReceiver<ControlRequest>,
         mut guest: mpsc::UnboundedReceiver<GuestEvent>,
-        mut signals: mpsc::UnboundedReceiver<i32>,
+        mut host: mpsc::UnboundedReceiver<HostRequest>,
     ) -> Exit {
         let exit = loop {
             let exit = tokio::select! {
                 biased;
-                Some(sig) = signals.recv() => {
-                    eprintln!("vmm: terminating on signal {sig}");
-                    self.shutdown(false, ShutdownCause::HostSignal, true)
-                }
+                Some(req) = host.recv() => match req {
+                    HostRequest::Signal(sig) => {
+                        eprintln!("vmm: terminating on signal {sig}");
+                        self.shutdown(false, ShutdownCause::HostSignal, true)
+                    }
+                    HostRequest::UiQuit => self.shutdown(false, ShutdownCause::HostUi, true),
+                },
                 Some(ev) = guest.recv() => self.handle_guest(ev),
                 req = requests.recv() => match req {
                     Some(req) => self.handle_request(req),

@@ -14,9 +14,11 @@ use monitor::{KvmInfo, Monitor, MonitorConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::{Config, MonitorArg};
-use crate::control::{ControlLoop, Policy};
+use crate::control::{ControlLoop, HostRequest, Policy};
 use crate::daemon::{Daemon, PidFile};
-use crate::machine::{GuestEvent, Machine, SerialBackend, kvm};
+use crate::machine::{GuestEvent, Machine, kvm};
+use crate::serial;
+use monitor::transport::MuxSerial;
 
 /// Machine types accepted by `-machine`; all but `none` are our one machine model.
 const MACHINE_TYPES: &[&str] = &["none", "vmm", "pc", "q35", "microvm", "vmm-q35", "vmm-microvm"];
@@ -68,11 +70,14 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
         ..MonitorConfig::default()
     };
     let monitor = Monitor::new(monitor_config, events.clone(), ControlHandle::new(req_tx, state_rx));
-    let monitors = crate::monitors::start(&monitor, &config.monitors, config.nographic)
-        .await
-        .map_err(LaunchError::Config)?;
+    let mut monitors = crate::monitors::start(&monitor, &config).await.map_err(LaunchError::Config)?;
+    let console = monitors.take_mux(crate::monitors::SERIAL0);
 
-    let machine = if config.is_machine_none() { None } else { Some(build_machine(&config, guest_tx)?) };
+    let machine = if config.is_machine_none() {
+        None
+    } else {
+        Some(build_machine(&config, guest_tx, console, signal_tx.clone())?)
+    };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
     let control = ControlLoop::new(machine, events, state_tx, policy, config.start_paused)?;
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
@@ -109,11 +114,14 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     Ok(u8::try_from(code).unwrap_or(1))
 }
 
-/// Probes KVM (one line of warning on kvm_pvm) and builds the machine; guest events are forwarded
-/// from the machine's channel to the control loop's.
+/// Probes KVM (one line of warning on kvm_pvm), builds the machine with its serial ports wired
+/// (a console shared with the monitor, stdio, files), and forwards guest events from the
+/// machine's channel to the control loop's.
 fn build_machine(
     config: &Config,
     guest_tx: mpsc::UnboundedSender<GuestEvent>,
+    console: Option<MuxSerial>,
+    host_tx: mpsc::UnboundedSender<HostRequest>,
 ) -> Result<Box<dyn Machine>, LaunchError> {
     let probe = kvm::probe()?;
     if let Some(note) = probe.slow_note() {
@@ -123,10 +131,13 @@ fn build_machine(
         eprintln!("vmm: machine type '{alias}' is an alias: the device model is vmm's own (see README)");
     }
     let mut mc = config.machine_config();
-    mc.serial = serial_backends(config)?;
-    let outputs = kvm::serial_outputs(&mc)?;
+    mc.serial = serial::backends(config).map_err(LaunchError::Config)?;
+    let outputs = serial::outputs(&mc.serial, console.as_ref()).map_err(LaunchError::Config)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
+    serial::connect_input(&machine, &mc.serial, console, move || {
+        let _ = host_tx.send(HostRequest::UiQuit);
+    });
     std::thread::Builder::new()
         .name("guest-events".into())
         .spawn(move || {
@@ -138,38 +149,6 @@ fn build_machine(
         })
         .map_err(|e| LaunchError::Io(format!("cannot start a thread: {e}")))?;
     Ok(Box::new(machine))
-}
-
-/// `-serial` specs as back ends; with none given, `-nographic` puts COM1 on stdio, otherwise COM1
-/// output is discarded (QEMU would show it in a graphical console we do not have).
-fn serial_backends(config: &Config) -> Result<Vec<SerialBackend>, LaunchError> {
-    if config.serial.is_empty() {
-        return Ok(match (config.nographic, config.nodefaults) {
-            (_, true) => Vec::new(),
-            (true, false) => vec![SerialBackend::Stdio],
-            (false, false) => vec![SerialBackend::Null],
-        });
-    }
-    config
-        .serial
-        .iter()
-        .filter(|s| s.as_str() != "none")
-        .map(|s| match s.as_str() {
-            "stdio" => Ok(SerialBackend::Stdio),
-            "null" => Ok(SerialBackend::Null),
-            _ if s.starts_with("file:") => Ok(SerialBackend::File(s["file:".len()..].into())),
-            _ if s.starts_with("unix:")
-                || s.starts_with("tcp:")
-                || s.starts_with("telnet:")
-                || s.starts_with("chardev:") =>
-            {
-                Err(LaunchError::Config(format!(
-                    "-serial {s}: socket serial back ends are not supported yet"
-                )))
-            }
-            _ => Err(LaunchError::Config(format!("-serial {s}: 'serial' is not a valid char driver"))),
-        })
-        .collect()
 }
 
 /// Checks what can be checked before anything is opened.
@@ -214,7 +193,7 @@ fn init_logging() {
 
 /// SIGINT, SIGTERM and SIGHUP shut the VM down through the control loop (SHUTDOWN event,
 /// `host-signal`), as QEMU does.
-fn spawn_signal_forwarder(tx: mpsc::UnboundedSender<i32>) {
+fn spawn_signal_forwarder(tx: mpsc::UnboundedSender<HostRequest>) {
     use tokio::signal::unix::{SignalKind, signal};
     for (kind, num) in [
         (SignalKind::interrupt(), libc::SIGINT),
@@ -226,7 +205,7 @@ fn spawn_signal_forwarder(tx: mpsc::UnboundedSender<i32>) {
             Ok(mut s) => {
                 tokio::spawn(async move {
                     while s.recv().await.is_some() {
-                        if tx.send(num).is_err() {
+                        if tx.send(HostRequest::Signal(num)).is_err() {
                             break;
                         }
                     }

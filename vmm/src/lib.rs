@@ -8,3 +8,4 @@ pub mod daemon;
 pub mod launch;
 pub mod machine;
 pub mod monitors;
+pub mod serial;

@@ -1,54 +1,44 @@
-//! INTERIM: a minimal QMP-over-unix/stdio starter, replaced by `monitor::transport` when the hmp
-//! branch lands.
+//! The monitors of the command line (`-qmp`, `-monitor`, `-chardev`, `-mon`, and the console
+//! `-nographic` shares with COM1), started through `monitor::transport`.
 
 use std::sync::Arc;
 
 use monitor::Monitor;
-use monitor::qmp::{QmpOptions, serve};
+use monitor::transport::{self, MonitorSpecs, Running};
 
-use crate::cli::MonitorArg;
+use crate::cli::{Config, MonitorArg};
 
-pub struct Running {
-    paths: Vec<std::path::PathBuf>,
-}
+/// The chardev label of a console shared between COM1 and the HMP monitor (`-nographic`,
+/// `-serial mon:stdio`).
+pub const SERIAL0: &str = "serial0";
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        for p in &self.paths {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-pub async fn start(monitor: &Arc<Monitor>, args: &[MonitorArg], _nographic: bool) -> Result<Running, String> {
-    let mut paths = Vec::new();
-    for a in args {
-        let MonitorArg::Qmp(spec) = a else {
-            return Err("only -qmp is supported in this interim build".into());
+/// Parses the monitor options and opens every monitor (waiting for a first client where
+/// `wait=on`). Errors are rendered exactly as QEMU prints them.
+///
+/// `-nographic` defaults as QEMU's `vl.c`: with neither a serial port nor a monitor on the command
+/// line, COM1 and the HMP monitor share stdio; with only a monitor given, COM1 goes to stdio
+/// alone; with only `-serial` given, the HMP monitor takes stdio. `-nodefaults` adds nothing.
+pub async fn start(monitor: &Arc<Monitor>, config: &Config) -> Result<Running, String> {
+    let mut specs = MonitorSpecs::new("vmm");
+    for arg in &config.monitors {
+        let (name, value) = match arg {
+            MonitorArg::Qmp(v) => ("qmp", v),
+            MonitorArg::Monitor(v) => ("monitor", v),
+            MonitorArg::Chardev(v) => ("chardev", v),
+            MonitorArg::Mon(v) => ("mon", v),
         };
-        if spec == "stdio" {
-            let m = monitor.clone();
-            tokio::spawn(async move {
-                serve(m, tokio::io::stdin(), tokio::io::stdout(), QmpOptions { oob_offered: false }).await
-            });
-            continue;
-        }
-        let path =
-            spec.strip_prefix("unix:").ok_or("only unix: and stdio")?.split(',').next().unwrap_or_default();
-        let _ = std::fs::remove_file(path);
-        let l = tokio::net::UnixListener::bind(path)
-            .map_err(|e| format!("Failed to bind socket to {path}: {e}"))?;
-        paths.push(path.into());
-        let m = monitor.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    let (r, w) = s.into_split();
-                    serve(m, r, w, QmpOptions { oob_offered: true }).await
-                });
-            }
-        });
+        specs.add_option(name, value).map_err(|e| e.report("vmm"))?;
     }
-    Ok(Running { paths })
+    let nographic_defaults = config.nographic && !config.nodefaults;
+    let monitor_given = specs.monitor_option_given();
+    if let Some(first) = config.serial.first().filter(|s| s.starts_with("mon:")) {
+        specs.add_muxed_monitor("-serial", SERIAL0, first).map_err(|e| e.report("vmm"))?;
+    } else if nographic_defaults && config.serial.is_empty() && !monitor_given {
+        specs.add_muxed_monitor("-nographic", SERIAL0, "mon:stdio").map_err(|e| e.report("vmm"))?;
+    } else if nographic_defaults && !monitor_given {
+        specs.add_monitor("stdio").map_err(|e| e.report("vmm"))?;
+    }
+    let mut running = transport::start(monitor.clone(), specs).await.map_err(|e| e.report("vmm"))?;
+    running.wait_for_clients().await;
+    Ok(running)
 }
