@@ -5,7 +5,7 @@
 //! `VMM_LINUX_BOOT_TEST=1 cargo test -p vmm --test linux_boot -- --ignored`
 //!
 //! The kernel and initramfs come from `VMM_LINUX_KERNEL` / `VMM_LINUX_INITRD` if set, else they
-//! are fetched and built (cached) with the project's scripts in `shared/guest/`
+//! are fetched and built (cached) with the project's scripts in `scripts/guest/`
 //! (`get-kernel.sh`, `mkinitramfs.sh`; needs apt, busybox-static, cpio).
 
 mod common;
@@ -20,7 +20,7 @@ use vmm::machine::{GuestEvent, KvmMachine, Machine, MachineConfig, SmpConfig};
 fn scripts() -> PathBuf {
     std::env::var_os("VMM_GUEST_SCRIPTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/guest"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/guest"))
 }
 
 fn kernel_and_initrd() -> (PathBuf, PathBuf) {
