@@ -1,1 +1,2 @@
 //! monitor
+pub mod qmp;
