@@ -341,7 +341,7 @@ impl JsonStreamSplitter {
                         b':' => self.punctuation(Kind::Colon),
                         b',' => self.punctuation(Kind::Comma),
                         b'"' | b'\'' => {
-                            self.token_bytes(1);
+                            self.count_bytes(1);
                             self.lex = Lex::Str {
                                 quote: b,
                                 escape: false,
@@ -431,8 +431,15 @@ impl JsonStreamSplitter {
     }
 
     fn punctuation(&mut self, kind: Kind) {
-        self.token_bytes(1);
+        self.count_bytes(1);
         self.token(kind);
+    }
+
+    /// Counts token bytes that are never kept (punctuation, quotes): the limit is checked when
+    /// the token is complete, which matters for the token that closes a message.
+    #[inline]
+    fn count_bytes(&mut self, k: usize) {
+        self.counters.bytes = self.counters.bytes.saturating_add(k);
     }
 
     fn start_word(&mut self, b: u8, lex: Lex) {
@@ -440,8 +447,9 @@ impl JsonStreamSplitter {
         self.word_bytes(&[b]);
     }
 
-    /// Counts `k` more token bytes; on crossing the size limit reports it (once per message)
-    /// and stops capturing. Returns whether token text is still to be kept.
+    /// Counts `k` more bytes of token text; on crossing the size limit reports it (once per
+    /// message) and stops capturing, so that no token is buffered past the limit. Returns
+    /// whether the text is still to be kept.
     #[inline]
     fn token_bytes(&mut self, k: usize) -> bool {
         self.counters.bytes = self.counters.bytes.saturating_add(k);
@@ -512,7 +520,7 @@ impl JsonStreamSplitter {
             i += 1;
             if b == quote {
                 self.lex = Lex::Start;
-                self.token_bytes(1);
+                self.count_bytes(1);
                 self.token(Kind::Str {
                     quote,
                     escaped,

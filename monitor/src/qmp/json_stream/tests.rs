@@ -647,6 +647,23 @@ fn token_size_limit() {
     };
     // Token bytes only: whitespace between tokens does not count.
     assert_eq!(run_with(limits, b"[ 1 , 2 , 3 ,      4 ]"), ["[1,2,3,4]"]);
+    // QEMU checks only unfinished messages: the token that closes one may cross the limit.
+    assert_eq!(
+        run_with(limits, br#"["abcdefghijkl"]"#),
+        [r#"["abcdefghijkl"]"#]
+    );
+    assert_eq!(
+        run_with(
+            limits,
+            br#"["abcdefghijkl"] ["abcdefghijklm"] ["abcdefghijklmn"] [1]"#
+        ),
+        [
+            r#"["abcdefghijkl"]"#.to_owned(),
+            r#"["abcdefghijklm"]"#.to_owned(),
+            e("JSON token size limit exceeded"),
+            "[1]".to_owned()
+        ]
+    );
     assert_eq!(
         run_with(limits, br#"["aaaaaaaaaaaaaaaaaaaaaaaaa"] [1]"#),
         [e("JSON token size limit exceeded"), "[1]".to_owned()]
