@@ -258,6 +258,8 @@ pub struct JsonStreamSplitter {
     max_nesting: i64,
     lex: Lex,
     mode: Mode,
+    /// `mode` is `Normal` or has a pending error: token text is kept (cached for speed).
+    capture: bool,
     counters: MessageCounters,
     builder: Builder,
     /// Raw contents of the string being lexed (while the message is being built or its error
@@ -275,6 +277,7 @@ impl JsonStreamSplitter {
             max_nesting: i64::try_from(limits.max_nesting).unwrap_or(i64::MAX),
             lex: Lex::Start,
             mode: Mode::Normal,
+            capture: true,
             counters: MessageCounters::default(),
             builder: Builder::default(),
             str_buf: Vec::new(),
@@ -427,7 +430,7 @@ impl JsonStreamSplitter {
     /// While building a message, or while its error is pending, the lexer keeps token text.
     #[inline]
     fn capturing(&self) -> bool {
-        matches!(self.mode, Mode::Normal | Mode::Skip { pending: Some(_) })
+        self.capture
     }
 
     fn punctuation(&mut self, kind: Kind) {
@@ -613,17 +616,14 @@ impl JsonStreamSplitter {
                         if ended {
                             self.out.push_back(Err(e));
                         } else {
-                            self.mode = Mode::Skip { pending: Some(e) };
+                            self.set_mode(Mode::Skip { pending: Some(e) });
                         }
                     }
                 }
             }
             Mode::Skip { pending } => {
-                if ended {
-                    if let Some(e) = pending.take() {
-                        self.out.push_back(Err(e));
-                    }
-                    self.mode = Mode::Normal;
+                if ended && let Some(e) = pending.take() {
+                    self.out.push_back(Err(e));
                 }
             }
         }
@@ -659,15 +659,20 @@ impl JsonStreamSplitter {
 
     /// Drops what was kept of the current message and switches to `mode`.
     fn abandon_message(&mut self, mode: Mode) {
-        self.mode = mode;
+        self.set_mode(mode);
         self.builder.clear();
         self.str_buf = Vec::new();
         self.word_buf = Vec::new();
     }
 
+    fn set_mode(&mut self, mode: Mode) {
+        self.capture = matches!(mode, Mode::Normal | Mode::Skip { pending: Some(_) });
+        self.mode = mode;
+    }
+
     fn end_message(&mut self) {
         self.counters = MessageCounters::default();
-        self.mode = Mode::Normal;
+        self.set_mode(Mode::Normal);
         self.builder.clear();
     }
 
