@@ -9,9 +9,9 @@
 //! * the lexer ([`JsonStreamSplitter::feed`]): token for token QEMU 7.2's lexer, including its
 //!   extensions (single-quoted strings, the `\'` escape) and its recovery after a lexical error
 //!   (skip to the next structural character, control character or 0xFE/0xFF byte);
-//! * the message layer ([`JsonStreamSplitter::token`]): counts braces, brackets, tokens and token
+//! * the message layer (`JsonStreamSplitter::token`): counts braces, brackets, tokens and token
 //!   bytes per message like json-streamer.c and applies [`Limits`];
-//! * [`builder::Builder`]: the grammar, building a `serde_json::Value`; [`decode`]: strings,
+//! * `builder::Builder`: the grammar, building a `serde_json::Value`; `decode`: strings,
 //!   numbers and keywords.
 //!
 //! Recovery is deliberately better than QEMU 7.2, which resets its bracket counters after an
