@@ -327,7 +327,14 @@ pub fn run_transcript(conn: &mut Conn, name: &str, text: &str) {
         } else if let Some(json) = line.strip_prefix("<- ") {
             let want: Value =
                 serde_json::from_str(json).unwrap_or_else(|e| panic!("{at}: bad expectation: {e}"));
-            let got = conn.recv();
+            let line = match conn.recv_line_timeout(Duration::from_secs(10)) {
+                Ok(Some(l)) => l,
+                Ok(None) => panic!("{at}: EOF, expected {want}"),
+                Err(e) => panic!("{at}: {e}, expected {want}"),
+            };
+            assert!(line.is_ascii(), "{at}: output must be ASCII: {line:?}");
+            let got: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{at}: invalid JSON ({e}): {line}"));
             assert!(matches(&want, &got), "{at}:\n  want {want}\n  got  {got}");
         } else {
             panic!("{at}: cannot parse transcript line: {line}");
