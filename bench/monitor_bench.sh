@@ -20,11 +20,16 @@ tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 args=(-machine none -nodefaults -display none -S)
 "$bin/vmm" "${args[@]}" -qmp "unix:$tmp/vmm.sock,server=on,wait=off" 2>/dev/null &
 qemu-system-x86_64 "${args[@]}" -qmp "unix:$tmp/qemu.sock,server=on,wait=off" 2>/dev/null &
-gcc -O2 -o "$tmp/floor" "$root/bench/qmp_floor.c" && "$tmp/floor" "$tmp/floor.sock" 2>/dev/null &
+gcc -O2 -o "$tmp/floor" "$root/bench/qmp_floor.c"
+"$tmp/floor" "$tmp/floor.sock" >/dev/null 2>&1 &
 for s in vmm qemu floor; do for _ in $(seq 100); do [ -S "$tmp/$s.sock" ] && break; sleep 0.05; done; done
 bench() { python3 "$root/bench/qmp_bench.py" "unix:$tmp/$1.sock" --n "$n" --pipeline "$pipeline" --clients 4 --per-client 500 --hmp 500 2>/dev/null; }
 bench vmm > "$tmp/vmm.json"; bench qemu > "$tmp/qemu.json"; bench floor > "$tmp/floor.json" || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The same round trips from a compiled client, whose own cost is small enough to show the servers'.
+for s in vmm qemu floor; do
+  "$bin/qmp-swarm" "unix:$tmp/$s.sock" --clients 1 --active 1 --per-client "$n" > "$tmp/rust-$s.json"
+done
 "$bin/qmp-swarm" "unix:$tmp/vmm.sock" --clients "$swarm" --active 10 --per-client 1000 > "$tmp/swarm.json"
 python3 - "$tmp" <<'PY'
 import json, sys
@@ -42,9 +47,14 @@ row("sequential query-status p50", v["seq"]["p50_us"], q["seq"]["p50_us"], "us",
 row("sequential query-status p99", v["seq"]["p99_us"], q["seq"]["p99_us"], "us", 1.0, True)
 row("pipelined throughput", v["pipeline"]["cmds_per_s"], q["pipeline"]["cmds_per_s"], "cmd/s", 10, False)
 row("human-monitor-command p50", v["hmp"]["p50_us"], q["hmp"]["p50_us"], "us", 1.0, True)
+rv, rq, rf = (json.load(open(f"{d}/rust-{x}.json")) for x in ("vmm", "qemu", "floor"))
+row("seq p50, compiled client", rv["rtt_p50_us"], rq["rtt_p50_us"], "us", 0.25, True)
+row("seq p99, compiled client", rv["rtt_p99_us"], rq["rtt_p99_us"], "us", 1.0, True)
+fl = rf["rtt_p50_us"]
+row("server cost over floor, p50", max(rv["rtt_p50_us"] - fl, 0.1), max(rq["rtt_p50_us"] - fl, 0.1), "us", 0.25, True)
 print(f"4 clients at once: vmm served them {'together' if not v['concurrent']['serialized'] else 'one after another'}, "
       f"qemu {'together' if not q['concurrent']['serialized'] else 'one after another'}")
-if f: print(f"floor (canned C server, same client): seq p50 {f['seq']['p50_us']} us, pipelined {f['pipeline']['cmds_per_s']:.0f} cmd/s")
+if f: print(f"floor (canned C server, same client): seq p50 {f['seq']['p50_us']} us, pipelined {f['pipeline']['cmds_per_s']:.0f} cmd/s; compiled client p50 {fl:.1f} us")
 ok = s["connected"] == s["clients"] and s["rtt_p99_us"] <= 5000
 print(f"{s['clients']} clients connected at once: {s['connected']} negotiated, errors {s['errors']}; "
       f"query-status from {s['active']} of them: p50 {s['rtt_p50_us']:.0f} us, p99 {s['rtt_p99_us']:.0f} us "
