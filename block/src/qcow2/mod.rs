@@ -1,0 +1,498 @@
+//! The qcow2 format driver.
+//!
+//! Threading: a `Qcow2` is shared by every thread that does I/O on its node. Metadata sits
+//! behind one mutex (`meta`) and is held only to look up or change mappings; data is read
+//! and written with `pread`/`pwrite` outside it when the target cluster is already owned by
+//! the active layer. Allocating writes (copy-on-write, new clusters) run under the mutex.
+//! `gate` is held shared by every request and exclusively by operations that must see no
+//! request in flight: flush (which releases freed clusters for reuse), resize, snapshot
+//! operations and backing-link changes.
+
+pub mod cache;
+pub mod check;
+pub mod compress;
+pub mod create;
+pub mod header;
+pub mod meta;
+pub mod snapshot;
+
+use crate::error::{BlockError, Result};
+use crate::file::ImageFile;
+use header::Header;
+use meta::{Extent, L2Kind, Meta, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, classify};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Reads guest data from whatever lies below this layer (zeroes past its end).
+pub trait BackingRead {
+    fn read_backing(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+}
+
+/// Largest run of clusters one allocating write handles at once.
+const MAX_ALLOC_RUN: u64 = 32 << 20;
+
+/// An open qcow2 image.
+pub struct Qcow2 {
+    file: Arc<ImageFile>,
+    meta: Mutex<Meta>,
+    gate: RwLock<()>,
+    /// Last decompressed cluster (L2 entry, data): sequential small reads of a compressed
+    /// image decompress each cluster once.
+    last_compressed: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+impl std::fmt::Debug for Qcow2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qcow2")
+            .field("file", &self.file.path())
+            .finish()
+    }
+}
+
+fn poisoned() -> BlockError {
+    BlockError::Invalid("Internal lock poisoned by an earlier failure".into())
+}
+
+impl Qcow2 {
+    /// Opens an image file whose first bytes carry the qcow2 magic.
+    pub fn open(file: ImageFile, writable: bool) -> Result<Qcow2> {
+        let len = file.len()?;
+        let mut first = vec![0u8; len.min(2 << 20) as usize];
+        file.read_at(&mut first, 0)?;
+        let h = Header::parse(&first, writable)?;
+        let file = Arc::new(file);
+        let meta = Meta::load(file.clone(), h, writable)?;
+        let q = Qcow2 {
+            file,
+            meta: Mutex::new(meta),
+            gate: RwLock::new(()),
+            last_compressed: Mutex::new(None),
+        };
+        if writable && q.header().is_dirty() {
+            // Lazy refcounts left the image dirty: rebuild refcounts as QEMU does on open.
+            check::check(&q, check::Repair::All)?;
+        }
+        Ok(q)
+    }
+
+    pub(crate) fn meta(&self) -> Result<MutexGuard<'_, Meta>> {
+        self.meta.lock().map_err(|_| poisoned())
+    }
+
+    pub(crate) fn shared(&self) -> Result<RwLockReadGuard<'_, ()>> {
+        self.gate.read().map_err(|_| poisoned())
+    }
+
+    pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>> {
+        self.gate.write().map_err(|_| poisoned())
+    }
+
+    pub fn file(&self) -> &ImageFile {
+        &self.file
+    }
+
+    pub fn writable(&self) -> bool {
+        self.file.writable()
+    }
+
+    /// A copy of the current header.
+    pub fn header(&self) -> Header {
+        match self.meta.lock() {
+            Ok(m) => m.h.clone(),
+            Err(p) => p.into_inner().h.clone(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.header().size
+    }
+
+    pub fn cluster_size(&self) -> u64 {
+        self.header().cluster_size()
+    }
+
+    /// Mapping of `[off, off+len)` in this layer only.
+    pub fn map(&self, off: u64, len: u64) -> Result<Vec<(u64, Extent)>> {
+        let _g = self.shared()?;
+        self.meta()?.map(off, len)
+    }
+
+    fn read_compressed(&self, entry: u64, buf: &mut [u8], in_off: u64) -> Result<()> {
+        let (cs, bits) = {
+            let h = self.header();
+            (h.cluster_size(), h.cluster_bits)
+        };
+        let mut last = self.last_compressed.lock().map_err(|_| poisoned())?;
+        if last.as_ref().is_none_or(|(e, _)| *e != entry) {
+            let L2Kind::Compressed { offset, size } = classify(entry, bits) else {
+                return Err(BlockError::Invalid("Not a compressed cluster".into()));
+            };
+            let mut input = vec![0u8; size as usize];
+            self.file.read_at(&mut input, offset)?;
+            let mut out = vec![0u8; cs as usize];
+            compress::inflate_cluster(&input, &mut out)?;
+            *last = Some((entry, out));
+        }
+        if let Some((_, data)) = last.as_ref() {
+            let s = in_off as usize;
+            buf.copy_from_slice(&data[s..s + buf.len()]);
+        }
+        Ok(())
+    }
+
+    /// Reads guest data; unallocated parts come from `backing` (or read as zero).
+    pub fn read(&self, buf: &mut [u8], off: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
+        let _g = self.shared()?;
+        let cs = self.cluster_size();
+        let extents = self.meta()?.map(off, buf.len() as u64)?;
+        let mut pos = 0usize;
+        for (len, ext) in extents {
+            let part = &mut buf[pos..pos + len as usize];
+            let guest = off + pos as u64;
+            match ext {
+                Extent::Data(h) => self.file.read_at(part, h)?,
+                Extent::Compressed(entry) => self.read_compressed(entry, part, guest % cs)?,
+                Extent::Zero(_) => part.fill(0),
+                Extent::Unallocated => match backing {
+                    Some(b) => b.read_backing(part, guest)?,
+                    None => part.fill(0),
+                },
+            }
+            pos += len as usize;
+        }
+        buf[pos..].fill(0);
+        Ok(())
+    }
+
+    /// Current guest content of the cluster at `cluster_off` (for copy-on-write).
+    fn cluster_content(
+        &self,
+        meta: &mut Meta,
+        cluster_off: u64,
+        out: &mut [u8],
+        backing: Option<&dyn BackingRead>,
+    ) -> Result<()> {
+        let entry = meta.l2_entry(cluster_off)?;
+        let kind = classify(entry, meta.h.cluster_bits);
+        meta.check_data_offset(kind, cluster_off)?;
+        match kind {
+            L2Kind::Normal(h) => self.file.read_at(out, h),
+            L2Kind::Compressed { .. } => self.read_compressed(entry, out, 0),
+            L2Kind::Zero(_) => {
+                out.fill(0);
+                Ok(())
+            }
+            L2Kind::Unallocated => match backing {
+                Some(b) => b.read_backing(out, cluster_off),
+                None => {
+                    out.fill(0);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Refuses data writes that would land on the header, L1 or refcount table.
+    fn check_overlap(meta: &Meta, host: u64, len: u64) -> Result<()> {
+        let h = &meta.h;
+        let cs = h.cluster_size();
+        let ranges = [
+            (0, cs),
+            (h.l1_table_offset, u64::from(h.l1_size) * 8),
+            (
+                h.refcount_table_offset,
+                u64::from(h.refcount_table_clusters) * cs,
+            ),
+        ];
+        for (start, l) in ranges {
+            if l > 0 && host < start + l && start < host + len {
+                return Err(BlockError::Invalid(
+                    "Preventing invalid write on metadata (the image is corrupt)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes guest data, allocating and copying on write as needed.
+    pub fn write(&self, buf: &[u8], off: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let _g = self.shared()?;
+        let mut direct: Vec<(u64, usize, usize)> = Vec::new();
+        {
+            let mut meta = self.meta()?;
+            let cs = meta.cluster_size();
+            let bits = meta.h.cluster_bits;
+            let end = off + buf.len() as u64;
+            let mut pos = off;
+            while pos < end {
+                let in_off = pos % cs;
+                let entry = meta.l2_entry(pos)?;
+                let kind = classify(entry, bits);
+                meta.check_data_offset(kind, pos)?;
+                if let L2Kind::Normal(h) = kind {
+                    if entry & OFLAG_COPIED != 0 {
+                        let n = (cs - in_off).min(end - pos);
+                        Self::check_overlap(&meta, h + in_off, n)?;
+                        direct.push((h + in_off, (pos - off) as usize, n as usize));
+                        pos += n;
+                        continue;
+                    }
+                }
+                // A run of clusters that need a fresh host cluster.
+                let run_start = pos - in_off;
+                let mut k = 1u64;
+                let mut p = run_start + cs;
+                while p < end && k * cs < MAX_ALLOC_RUN {
+                    let e = meta.l2_entry(p)?;
+                    if matches!(classify(e, bits), L2Kind::Normal(_)) && e & OFLAG_COPIED != 0 {
+                        break;
+                    }
+                    k += 1;
+                    p += cs;
+                }
+                let run_end = end.min(run_start + k * cs);
+                let mut data = vec![0u8; (k * cs) as usize];
+                if in_off != 0 {
+                    self.cluster_content(&mut meta, run_start, &mut data[..cs as usize], backing)?;
+                }
+                let last_start = run_start + (k - 1) * cs;
+                if run_end < last_start + cs && !(k == 1 && in_off != 0) {
+                    let s = ((k - 1) * cs) as usize;
+                    self.cluster_content(
+                        &mut meta,
+                        last_start,
+                        &mut data[s..s + cs as usize],
+                        backing,
+                    )?;
+                }
+                let src = &buf[(pos - off) as usize..(run_end - off) as usize];
+                let d0 = (pos - run_start) as usize;
+                data[d0..d0 + src.len()].copy_from_slice(src);
+                let host = meta.alloc_clusters(k)?;
+                self.file.write_at(&data, host)?;
+                for i in 0..k {
+                    meta.replace_l2_entry(run_start + i * cs, (host + i * cs) | OFLAG_COPIED)?;
+                }
+                pos = run_end;
+            }
+        }
+        for (host, b, n) in direct {
+            self.file.write_at(&buf[b..b + n], host)?;
+        }
+        if let Ok(mut last) = self.last_compressed.lock() {
+            *last = None;
+        }
+        Ok(())
+    }
+
+    /// Whole clusters inside `[off, off+len)` and the partial head/tail ranges.
+    fn split_clusters(&self, off: u64, len: u64) -> ((u64, u64), Vec<(u64, u64)>) {
+        let cs = self.cluster_size();
+        let end = off + len;
+        let first = off.next_multiple_of(cs);
+        let last = end / cs * cs;
+        if first >= last {
+            return ((0, 0), vec![(off, len)]);
+        }
+        let mut partial = Vec::new();
+        if off < first {
+            partial.push((off, first - off));
+        }
+        if last < end {
+            partial.push((last, end - last));
+        }
+        ((first, last), partial)
+    }
+
+    /// Makes `[off, off+len)` read as zero. Whole clusters get the zero flag (v3) or are
+    /// deallocated (v2 without backing); the rest is written as zero data.
+    pub fn write_zeroes(
+        &self,
+        off: u64,
+        len: u64,
+        backing: Option<&dyn BackingRead>,
+    ) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let ((first, last), partial) = self.split_clusters(off, len);
+        let cs = self.cluster_size();
+        let mut zero_data = Vec::new();
+        {
+            let _g = self.shared()?;
+            let mut meta = self.meta()?;
+            let v3 = meta.h.version >= 3;
+            let bits = meta.h.cluster_bits;
+            let mut c = first;
+            while c < last {
+                let kind = classify(meta.l2_entry(c)?, bits);
+                let reads_zero = matches!(kind, L2Kind::Zero(_))
+                    || (kind == L2Kind::Unallocated && backing.is_none());
+                if !reads_zero {
+                    if v3 {
+                        meta.replace_l2_entry(c, OFLAG_ZERO)?;
+                    } else if backing.is_none() {
+                        meta.replace_l2_entry(c, 0)?;
+                    } else {
+                        zero_data.push((c, cs));
+                    }
+                }
+                c += cs;
+            }
+            for (o, l) in partial {
+                let kind = classify(meta.l2_entry(o)?, bits);
+                let reads_zero = matches!(kind, L2Kind::Zero(_))
+                    || (kind == L2Kind::Unallocated && backing.is_none());
+                if !reads_zero {
+                    zero_data.push((o, l));
+                }
+            }
+        }
+        let zeroes = vec![0u8; cs as usize];
+        for (o, l) in zero_data {
+            self.write(&zeroes[..l as usize], o, backing)?;
+        }
+        Ok(())
+    }
+
+    /// Discards whole clusters in the range as QEMU does: they read as zero afterwards on v3
+    /// (zero flag where a backing file or an allocation exists), or fall through to the
+    /// backing file on v2. Partial clusters are left alone.
+    pub fn discard(&self, off: u64, len: u64, has_backing: bool) -> Result<()> {
+        self.discard_impl(off, len, if has_backing { 1 } else { 0 })
+    }
+
+    /// Drops whole clusters of the range from this layer so they read from the backing
+    /// file again (QEMU's full discard; `qemu-img commit` empties the top with it).
+    pub fn make_unallocated(&self, off: u64, len: u64) -> Result<()> {
+        self.discard_impl(off, len, 2)
+    }
+
+    fn discard_impl(&self, off: u64, len: u64, mode: u8) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let ((first, last), _) = self.split_clusters(off, len);
+        let cs = self.cluster_size();
+        let _g = self.shared()?;
+        let mut meta = self.meta()?;
+        let v3 = meta.h.version >= 3;
+        let bits = meta.h.cluster_bits;
+        let mut c = first;
+        while c < last {
+            let kind = classify(meta.l2_entry(c)?, bits);
+            let new = if mode == 2 {
+                0
+            } else if v3 && (mode == 1 || kind != L2Kind::Unallocated) {
+                OFLAG_ZERO
+            } else {
+                0
+            };
+            let unchanged = match kind {
+                L2Kind::Unallocated => new == 0,
+                L2Kind::Zero(None) => new == OFLAG_ZERO,
+                _ => false,
+            };
+            if !unchanged {
+                meta.replace_l2_entry(c, new)?;
+            }
+            c += cs;
+        }
+        Ok(())
+    }
+
+    /// Writes one whole guest cluster compressed (convert -c). Falls back to a normal
+    /// write when the data does not compress. The target must be unallocated.
+    pub fn write_compressed(&self, cluster_off: u64, data: &[u8]) -> Result<()> {
+        let cs = self.cluster_size();
+        if data.len() as u64 != cs || cluster_off % cs != 0 {
+            return Err(BlockError::Argument(
+                "Compressed writes must cover exactly one cluster".into(),
+            ));
+        }
+        let Some(c) = compress::deflate_cluster(data) else {
+            return self.write(data, cluster_off, None);
+        };
+        let _g = self.shared()?;
+        let mut meta = self.meta()?;
+        let bits = meta.h.cluster_bits;
+        let host = meta.alloc_compressed(c.len() as u64)?;
+        self.file.write_at(&c, host)?;
+        let shift = 62 - (bits - 8);
+        let sectors = (host + c.len() as u64 - 1) / 512 - host / 512 + 1;
+        let entry = OFLAG_COMPRESSED | ((sectors - 1) << shift) | host;
+        meta.replace_l2_entry(cluster_off, entry)
+    }
+
+    /// Makes everything written so far durable, then releases clusters that lost their
+    /// last reference.
+    pub fn flush(&self) -> Result<()> {
+        if !self.writable() {
+            return Ok(());
+        }
+        let _g = self.exclusive()?;
+        let mut meta = self.meta()?;
+        meta.writeback()?;
+        if meta.has_pending_frees() {
+            meta.apply_pending_frees()?;
+            meta.writeback()?;
+        }
+        Ok(())
+    }
+
+    /// Changes the virtual size. Shrinking drops the clusters past the new end.
+    pub fn resize(&self, new_size: u64) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let old = self.size();
+        if new_size < old {
+            let cs = self.cluster_size();
+            let from = new_size.next_multiple_of(cs);
+            if from < old {
+                self.make_unallocated(from, old.next_multiple_of(cs) - from)?;
+            }
+        }
+        let _g = self.exclusive()?;
+        let mut meta = self.meta()?;
+        meta.writeback()?;
+        let need = meta.h.l1_entries_for(new_size);
+        if need > header::MAX_L1_BYTES / 8 {
+            return Err(BlockError::Argument("The new size is too large for qcow2".into()));
+        }
+        if need as usize > meta.l1.len() {
+            let mut l1 = meta.l1.clone();
+            l1.resize(need as usize, 0);
+            meta.replace_l1(l1)?;
+        }
+        meta.h.size = new_size;
+        self.file.write_at(&new_size.to_be_bytes(), 24)?;
+        self.file.sync()?;
+        meta.apply_pending_frees()?;
+        meta.writeback()
+    }
+
+    /// Rewrites the backing file name and format in the header (`None` drops the link).
+    pub fn set_backing(&self, file: Option<&str>, format: Option<&str>) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let _g = self.exclusive()?;
+        let mut meta = self.meta()?;
+        meta.writeback()?;
+        let mut h = meta.h.clone();
+        h.backing_file = file.map(str::to_string);
+        h.backing_format = if file.is_some() {
+            format.map(str::to_string)
+        } else {
+            None
+        };
+        let raw = h.serialize()?;
+        self.file.write_at(&raw, 0)?;
+        self.file.sync()?;
+        meta.h = h;
+        Ok(())
+    }
+}
