@@ -193,9 +193,6 @@ pub(crate) fn fix_copied(meta: &mut Meta) -> Result<u64> {
             meta.l1_dirty = true;
             fixed += 1;
         }
-        if rc != 1 {
-            continue;
-        }
         for idx in 0..per {
             let entry = meta.l2_get(l2, idx)?;
             let want = match classify(entry, bits) {
