@@ -237,7 +237,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         }
     }
     let Some(size) = size else {
-        return Err(ImgError::new("Image creation needs a size parameter"));
+        return Err(ImgError::new(format!("{path}: Image creation needs a size parameter")));
     };
     match fmt {
         Format::Raw => {

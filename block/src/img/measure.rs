@@ -87,14 +87,17 @@ pub fn run(argv: &[String]) -> ImgResult {
             let co = qcow2_options(&fo, ssize);
             let cs = co.cluster_size;
             let virtual_size = ssize.next_multiple_of(cs);
-            let mut required = virtual_size;
             let prealloc_all = matches!(
                 co.preallocation,
                 Preallocation::Falloc | Preallocation::Full
             );
+            let mut required = if prealloc_all || (src.is_some() && fo.backing_file.is_some()) {
+                virtual_size
+            } else {
+                0
+            };
             if let Some(n) = &src {
                 if fo.backing_file.is_none() && !prealloc_all {
-                    required = 0;
                     let mut off = 0;
                     while off < ssize {
                         let st = n.block_status(off, ssize - off)?;

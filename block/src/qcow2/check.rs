@@ -108,7 +108,8 @@ impl Walker {
                         if active {
                             self.res.allocated_clusters += 1;
                             self.res.compressed_clusters += 1;
-                            self.next_contiguous = 0;
+                            // compressed clusters count as fragmented (QEMU)
+                            self.res.fragmented_clusters += 1;
                         }
                         self.inc(offset, size);
                     }

@@ -61,20 +61,22 @@ pub fn qemu_io_fmt_ok(img: &str, fmt: &str, cmd: &str) {
     );
 }
 
-/// Path of the vmm-img binary built alongside the tests, building it if needed.
+/// Path of the vmm-img binary, (re)built once per test process so it is never stale.
 pub fn vmm_img_path() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("debug/vmm-img");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "vmm", "--bin", "vmm-img"])
-            .status()
-            .expect("cargo build vmm-img");
-        assert!(st.success(), "building vmm-img failed");
-    }
-    p
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "vmm", "--bin", "vmm-img"])
+                .status()
+                .expect("cargo build vmm-img");
+            assert!(st.success(), "building vmm-img failed");
+            target.join("debug/vmm-img")
+        })
+        .clone()
 }
 
 pub fn vmm_img(args: &[&str]) -> Output {
