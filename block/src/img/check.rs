@@ -82,6 +82,27 @@ fn human(r: &CheckResult) -> String {
     s
 }
 
+/// qemu-img opens images leniently for checks and reports a broken snapshot table as a
+/// failed check; mirror its wording.
+fn snapshot_table_error(path: &str, e: ImgError) -> ImgError {
+    if e.msg.ends_with("Snapshot table too large") {
+        let mut nb = [0u8; 4];
+        if let Ok(f) = crate::file::ImageFile::open(std::path::Path::new(path), false) {
+            let _ = f.read_at(&mut nb, 60);
+        }
+        let over = u32::from_be_bytes(nb).saturating_sub(crate::qcow2::header::MAX_SNAPSHOTS);
+        return ImgError::new(format!(
+            "ERROR snapshot table too large\nYou can force-remove all {over} overhanging snapshots with qemu-img check -r all\nvmm-img: Check failed: File too large"
+        ));
+    }
+    if e.msg.ends_with("Snapshot table offset invalid") {
+        return ImgError::new(
+            "ERROR snapshot table offset invalid\nvmm-img: Check failed: Invalid argument",
+        );
+    }
+    e
+}
+
 pub fn run(argv: &[String]) -> ImgResult {
     let a = args::parse(
         argv,
@@ -104,7 +125,8 @@ pub fn run(argv: &[String]) -> ImgResult {
     let Some(path) = a.positional.first() else {
         return Err(ImgError::usage("Expecting one image file name"));
     };
-    let node = open_image(path, a.value("f"), repair == Repair::None, Backing::None)?;
+    let node = open_image(path, a.value("f"), repair == Repair::None, Backing::None)
+        .map_err(|e| snapshot_table_error(path, e))?;
     let Some(q) = node.qcow2() else {
         return Err(ImgError::new("This image format does not support checks").code(63));
     };
