@@ -9,7 +9,7 @@
 
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
-use super::meta::{L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify, read_table};
+use super::meta::{L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify, read_table_prefix};
 use super::snapshot::{fix_copied, read_snapshots, table_size};
 use crate::error::Result;
 
@@ -66,6 +66,9 @@ impl Walker {
                 Some(r) => *r += 1,
                 None => {
                     self.res.corruptions += 1;
+                    if self.res.messages.len() >= MAX_MESSAGES {
+                        continue;
+                    }
                     self.msg(format!(
                         "ERROR cluster {c} is referenced but lies past the end of the image file"
                     ));
@@ -198,7 +201,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
             continue;
         }
         w.inc(sn.l1_table_offset, u64::from(sn.l1_size) * 8);
-        let sl1 = read_table(&meta.file, sn.l1_table_offset, sn.l1_size.into())?;
+        let sl1 = read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?;
         w.walk_l1(meta, &sl1, false)?;
     }
     if meta.h.nb_snapshots > 0 {
@@ -210,7 +213,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         u64::from(meta.h.refcount_table_clusters) * cs,
     );
     let reftable = meta.reftable.clone();
-    let mut bad_blocks = Vec::new();
+    let mut bad_blocks = std::collections::HashSet::new();
     for (i, e) in reftable.iter().enumerate() {
         let off = e & REFT_OFFSET_MASK;
         if off == 0 {
@@ -221,13 +224,13 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
             w.msg(format!(
                 "ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
             ));
-            bad_blocks.push(i);
+            bad_blocks.insert(i);
             continue;
         }
         if off / cs >= nb {
             w.res.corruptions += 1;
             w.msg(format!("ERROR refcount block {i} is outside image"));
-            bad_blocks.push(i);
+            bad_blocks.insert(i);
             continue;
         }
         w.inc(off, cs);

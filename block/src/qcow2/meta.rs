@@ -107,18 +107,33 @@ fn set_be64_at(b: &mut [u8], i: usize, v: u64) {
     b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Reads a table of big-endian u64 entries.
+/// Reads a table of big-endian u64 entries. Entries past the end of the file are zero
+/// and cost no I/O (hostile headers can name 32 MiB tables in a 4 KiB file).
 pub fn read_table(file: &ImageFile, offset: u64, entries: u64) -> Result<Vec<u64>> {
-    let mut raw = vec![0u8; (entries * 8) as usize];
+    let mut table = vec![0u64; entries as usize];
+    let in_file = file.len()?.saturating_sub(offset).min(entries * 8) / 8;
+    let mut raw = vec![0u8; (in_file * 8) as usize];
     file.read_at(&mut raw, offset)?;
-    Ok(raw
-        .chunks_exact(8)
-        .map(|c| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(c);
-            u64::from_be_bytes(a)
-        })
-        .collect())
+    for (t, c) in table.iter_mut().zip(raw.chunks_exact(8)) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        *t = u64::from_be_bytes(a);
+    }
+    Ok(table)
+}
+
+/// Like [`read_table`] but drops trailing zero entries: in memory, a missing entry reads
+/// as zero, so callers index with `get()` and extend the vector when they set an entry.
+pub fn read_table_prefix(file: &ImageFile, offset: u64, entries: u64) -> Result<Vec<u64>> {
+    if entries == 0 {
+        return Ok(Vec::new());
+    }
+    let in_file = file.len()?.saturating_sub(offset).min(entries * 8) / 8;
+    let mut t = read_table(file, offset, in_file)?;
+    while t.last() == Some(&0) {
+        t.pop();
+    }
+    Ok(t)
 }
 
 pub fn encode_table(t: &[u64], pad_to: usize) -> Vec<u8> {
@@ -138,9 +153,9 @@ impl Meta {
     /// Loads the active L1 table and the refcount table.
     pub fn load(file: Arc<ImageFile>, h: Header, writable: bool) -> Result<Meta> {
         let cs = h.cluster_size();
-        let l1 = read_table(&file, h.l1_table_offset, h.l1_size.into())?;
+        let l1 = read_table_prefix(&file, h.l1_table_offset, h.l1_size.into())?;
         let rt_entries = u64::from(h.refcount_table_clusters) * cs / 8;
-        let reftable = read_table(&file, h.refcount_table_offset, rt_entries)?;
+        let reftable = read_table_prefix(&file, h.refcount_table_offset, rt_entries)?;
         Ok(Meta {
             l2: TableCache::new(cs, 32 << 20),
             refblocks: TableCache::new(cs, 8 << 20),
@@ -585,9 +600,13 @@ impl Meta {
         if !self.writable {
             return Err(BlockError::ReadOnly);
         }
-        let Some(&e) = self.l1.get(idx) else {
+        if idx >= self.h.l1_size as usize {
             return Err(corrupt(format!("L1 index {idx} beyond the L1 table")));
-        };
+        }
+        if idx >= self.l1.len() {
+            self.l1.resize(idx + 1, 0);
+        }
+        let e = self.l1[idx];
         let old = self.l2_offset_checked(idx)?;
         if let Some(off) = old {
             if e & OFLAG_COPIED != 0 {

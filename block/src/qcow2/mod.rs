@@ -462,7 +462,7 @@ impl Qcow2 {
         if need > header::MAX_L1_BYTES / 8 {
             return Err(BlockError::Argument("The new size is too large for qcow2".into()));
         }
-        if need as usize > meta.l1.len() {
+        if need > u64::from(meta.h.l1_size) {
             let mut l1 = meta.l1.clone();
             l1.resize(need as usize, 0);
             meta.replace_l1(l1)?;

@@ -11,7 +11,7 @@
 
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
-use super::meta::{Meta, OFFSET_MASK, OFLAG_COPIED, encode_table, entry_host_range, classify, read_table, L2Kind};
+use super::meta::{Meta, OFFSET_MASK, OFLAG_COPIED, encode_table, entry_host_range, classify, read_table_prefix, L2Kind};
 use crate::error::{BlockError, Result};
 use crate::file::ImageFile;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,13 +49,47 @@ fn u64be(b: &[u8], o: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// Sequential reader over the snapshot table: one 64 KiB `pread` serves many entries, and
+/// bytes past the end of the file read as zero without a system call.
+struct TableReader<'a> {
+    file: &'a ImageFile,
+    file_len: u64,
+    buf: Vec<u8>,
+    buf_off: u64,
+}
+
+impl TableReader<'_> {
+    fn read(&mut self, out: &mut [u8], pos: u64) -> Result<()> {
+        let end = pos + out.len() as u64;
+        if pos >= self.file_len {
+            out.fill(0);
+            return Ok(());
+        }
+        if pos < self.buf_off || end > self.buf_off + self.buf.len() as u64 {
+            let len = (out.len() as u64).max(64 << 10).min(self.file_len - pos.min(self.file_len));
+            self.buf.resize(len.max(out.len() as u64) as usize, 0);
+            self.file.read_at(&mut self.buf, pos)?;
+            self.buf_off = pos;
+        }
+        let s = (pos - self.buf_off) as usize;
+        out.copy_from_slice(&self.buf[s..s + out.len()]);
+        Ok(())
+    }
+}
+
 /// Reads the snapshot table (bounded as QEMU bounds it).
 pub fn read_snapshots(file: &ImageFile, offset: u64, count: u32) -> Result<Vec<Snapshot>> {
     let mut out = Vec::with_capacity(count.min(1024) as usize);
+    let mut r = TableReader {
+        file,
+        file_len: file.len()?,
+        buf: Vec::new(),
+        buf_off: 0,
+    };
     let mut pos = offset;
     for i in 0..count {
         let mut fixed = [0u8; 40];
-        file.read_at(&mut fixed, pos)?;
+        r.read(&mut fixed, pos)?;
         let extra_len = u32be(&fixed, 36);
         if extra_len > MAX_EXTRA_DATA {
             return Err(BlockError::Invalid(format!(
@@ -63,11 +97,11 @@ pub fn read_snapshots(file: &ImageFile, offset: u64, count: u32) -> Result<Vec<S
             )));
         }
         let mut extra = vec![0u8; extra_len as usize];
-        file.read_at(&mut extra, pos + 40)?;
+        r.read(&mut extra, pos + 40)?;
         let id_len = u16be(&fixed, 12) as usize;
         let name_len = u16be(&fixed, 14) as usize;
         let mut strs = vec![0u8; id_len + name_len];
-        file.read_at(&mut strs, pos + 40 + u64::from(extra_len))?;
+        r.read(&mut strs, pos + 40 + u64::from(extra_len))?;
         let mut vm_state_size = u64::from(u32be(&fixed, 32));
         let mut disk_size = None;
         let mut icount = None;
@@ -277,7 +311,8 @@ impl Qcow2 {
             return Err(BlockError::Argument("Too many snapshots".into()));
         }
         let cs = meta.cluster_size();
-        let l1: Vec<u64> = meta.l1.iter().map(|e| e & !OFLAG_COPIED).collect();
+        let mut l1: Vec<u64> = meta.l1.iter().map(|e| e & !OFLAG_COPIED).collect();
+        l1.resize(meta.h.l1_size as usize, 0);
         let l1_bytes = (l1.len() as u64 * 8).max(8);
         let l1_off = meta.alloc_clusters(l1_bytes.div_ceil(cs))?;
         meta.file.write_at(&encode_table(&l1, 0), l1_off)?;
@@ -322,7 +357,7 @@ impl Qcow2 {
         if !table_offset_valid(sn.l1_table_offset, sn.l1_size.into(), 8, meta.cluster_size()) {
             return Err(BlockError::Invalid("Snapshot L1 table offset invalid".into()));
         }
-        Ok(read_table(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
+        Ok(read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
             .into_iter()
             .map(|e| e & !OFLAG_COPIED)
             .collect())
@@ -348,9 +383,10 @@ impl Qcow2 {
         update_tree(&mut meta, &sn_l1, 1)?;
         meta.writeback()?;
         let old_l1 = meta.l1.clone();
+        let cur_size = meta.h.l1_size as usize;
         let mut new_l1 = sn_l1;
-        new_l1.resize((need as usize).max(old_l1.len()), 0);
-        if new_l1.len() > old_l1.len() {
+        new_l1.resize((need as usize).max(cur_size), 0);
+        if new_l1.len() > cur_size {
             meta.replace_l1(new_l1)?;
         } else {
             meta.l1 = new_l1;
