@@ -85,7 +85,10 @@ mod tests {
             "Could not open 'x'",
             io::Error::from_raw_os_error(libc::ENOENT),
         );
-        assert_eq!(e.to_string(), "Could not open 'x': No such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "Could not open 'x': No such file or directory"
+        );
         assert_eq!(e.errno(), Some(libc::ENOENT));
     }
 }

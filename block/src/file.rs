@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An open image file.
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub struct ImageFile {
     file: File,
     path: PathBuf,
     writable: bool,
+    /// QEMU's `cache.no-flush` / `cache=unsafe`: flushes succeed without syncing.
+    no_flush: AtomicBool,
 }
 
 impl ImageFile {
@@ -39,6 +42,7 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             writable,
+            no_flush: AtomicBool::new(false),
         })
     }
 
@@ -55,6 +59,7 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             writable: true,
+            no_flush: AtomicBool::new(false),
         })
     }
 
@@ -98,9 +103,14 @@ impl ImageFile {
             .ctx(|| format!("Could not write to '{}'", self.path.display()))
     }
 
+    /// Makes flushes no-ops (`cache=unsafe`); metadata ordering is kept, durability is not.
+    pub fn set_no_flush(&self, on: bool) {
+        self.no_flush.store(on, Ordering::Relaxed);
+    }
+
     /// Makes written data durable.
     pub fn sync(&self) -> Result<()> {
-        if !self.writable {
+        if !self.writable || self.no_flush.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.file
@@ -194,6 +204,75 @@ impl ImageFile {
             return (true, limit);
         }
         (true, (hole as u64).min(limit).max(offset + 1))
+    }
+}
+
+/// A read-only memory mapping of part of an image file (see [`ImageFile::map`]).
+pub struct Mapping {
+    ptr: *mut libc::c_void,
+    map_len: usize,
+    skip: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value; sharing references to its
+// bytes between threads is as safe as sharing a `&[u8]`.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl std::ops::Deref for Mapping {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `map_len` readable bytes for the lifetime of `self`, and
+        // `skip + len <= map_len` by construction.
+        unsafe { std::slice::from_raw_parts((self.ptr as *const u8).add(self.skip), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`map_len` come from a successful mmap that is unmapped only here.
+        unsafe {
+            libc::munmap(self.ptr, self.map_len);
+        }
+    }
+}
+
+impl ImageFile {
+    /// Maps `[offset, offset+len)` read-only (prefaulted), for copies without a bounce
+    /// buffer. Returns `None` when the range is not entirely inside the file (pages past
+    /// EOF would fault) or the mapping fails; callers then fall back to `read_at`.
+    pub fn map(&self, offset: u64, len: usize) -> Option<Mapping> {
+        let flen = self.len().ok()?;
+        if len == 0 || offset.checked_add(len as u64)? > flen {
+            return None;
+        }
+        let page = 4096u64;
+        let start = offset / page * page;
+        let skip = (offset - start) as usize;
+        let map_len = skip + len;
+        // SAFETY: a fresh read-only shared mapping of a valid fd; the kernel chooses the
+        // address, so no existing memory is affected. The result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                self.file.as_raw_fd(),
+                start as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapping {
+            ptr,
+            map_len,
+            skip,
+            len,
+        })
     }
 }
 

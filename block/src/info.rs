@@ -69,7 +69,10 @@ pub struct FormatSpecific {
 pub struct ImageInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Vec<SnapshotInfo>>,
-    #[serde(rename = "backing-filename-format", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "backing-filename-format",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backing_filename_format: Option<String>,
     #[serde(rename = "virtual-size")]
     pub virtual_size: u64,
@@ -81,7 +84,10 @@ pub struct ImageInfo {
     pub actual_size: Option<u64>,
     #[serde(rename = "format-specific", skip_serializing_if = "Option::is_none")]
     pub format_specific: Option<FormatSpecific>,
-    #[serde(rename = "full-backing-filename", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "full-backing-filename",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub full_backing_filename: Option<String>,
     #[serde(rename = "backing-filename", skip_serializing_if = "Option::is_none")]
     pub backing_filename: Option<String>,

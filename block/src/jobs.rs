@@ -47,6 +47,51 @@ pub fn copy_range(
     dst.write(&buf[..len as usize], off)
 }
 
+/// Copies every run with `copy_range`, on up to `workers` threads (each with its own
+/// buffer); stops at the first error.
+pub fn copy_runs(
+    src: &BlockNode,
+    dst: &BlockNode,
+    runs: &[(u64, u64)],
+    workers: usize,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    if workers <= 1 || runs.len() <= 1 {
+        for &(off, len) in runs {
+            copy_range(src, dst, off, len, buf)?;
+        }
+        return Ok(());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.min(runs.len()))
+            .map(|_| {
+                let next = &next;
+                s.spawn(move || -> Result<()> {
+                    let mut b = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(off, len)) = runs.get(i) else {
+                            return Ok(());
+                        };
+                        copy_range(src, dst, off, len, &mut b)?;
+                    }
+                })
+            })
+            .collect();
+        let mut res = Ok(());
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(BlockError::Invalid("Copy worker failed".into())));
+            if res.is_ok() {
+                res = r;
+            }
+        }
+        res
+    })
+}
+
 /// Stream: pull into `top` what the layers between it and `base` provide.
 pub struct StreamCopier {
     top: Arc<BlockNode>,
@@ -54,6 +99,7 @@ pub struct StreamCopier {
     pos: u64,
     end: u64,
     chunk: u64,
+    workers: usize,
     buf: Vec<u8>,
 }
 
@@ -79,8 +125,15 @@ impl StreamCopier {
             pos: 0,
             end,
             chunk: chunk.max(65536),
+            workers: 1,
             buf: Vec::new(),
         })
+    }
+
+    /// Copies the runs of one chunk on up to `n` threads.
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
     }
 
     /// Total bytes the job goes over (QEMU's `len` for stream: the device size).
@@ -105,6 +158,7 @@ impl StreamCopier {
         let len = self.chunk.min(self.end - self.pos);
         let start = self.pos;
         let mut off = start;
+        let mut runs = Vec::new();
         while off < start + len {
             let run = start + len - off;
             let (in_top, l) = self.top.is_allocated(off, run)?;
@@ -114,7 +168,7 @@ impl StreamCopier {
                     let (above, l2) = below.is_allocated_above(self.base.as_ref(), off, l)?;
                     let l2 = l2.min(l).max(1);
                     if above {
-                        copy_range(&self.top, &self.top, off, l2, &mut self.buf)?;
+                        runs.push((off, l2));
                     }
                     off += l2;
                     continue;
@@ -122,6 +176,7 @@ impl StreamCopier {
             }
             off += l.max(1);
         }
+        copy_runs(&self.top, &self.top, &runs, self.workers, &mut self.buf)?;
         self.pos = start + len;
         Ok(len)
     }
@@ -148,6 +203,7 @@ pub struct CommitCopier {
     pos: u64,
     end: u64,
     chunk: u64,
+    workers: usize,
     buf: Vec<u8>,
 }
 
@@ -178,8 +234,15 @@ impl CommitCopier {
             pos: 0,
             end,
             chunk: chunk.max(65536),
+            workers: 1,
             buf: Vec::new(),
         })
+    }
+
+    /// Copies the runs of one chunk on up to `n` threads.
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
     }
 
     pub fn len(&self) -> u64 {
@@ -202,15 +265,17 @@ impl CommitCopier {
         let len = self.chunk.min(self.end - self.pos);
         let start = self.pos;
         let mut off = start;
+        let mut runs = Vec::new();
         while off < start + len {
             let run = start + len - off;
             let (above, l) = self.top.is_allocated_above(Some(&self.base), off, run)?;
             let l = l.min(run).max(1);
             if above {
-                copy_range(&self.top, &self.base, off, l, &mut self.buf)?;
+                runs.push((off, l));
             }
             off += l;
         }
+        copy_runs(&self.top, &self.base, &runs, self.workers, &mut self.buf)?;
         self.pos = start + len;
         Ok(len)
     }

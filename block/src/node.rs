@@ -278,7 +278,11 @@ impl BlockNode {
     fn check_range(&self, off: u64, len: u64) -> Result<()> {
         let size = self.size();
         if off.checked_add(len).is_none_or(|e| e > size) {
-            return Err(BlockError::OutOfRange { offset: off, len, size });
+            return Err(BlockError::OutOfRange {
+                offset: off,
+                len,
+                size,
+            });
         }
         Ok(())
     }
@@ -384,7 +388,14 @@ impl BlockNode {
             Driver::Raw(r) => {
                 let (data, end) = r.status(off, off + len);
                 let l = (end - off).clamp(1, len);
-                Ok((l, if data { Extent::Data(off) } else { Extent::Zero(None) }))
+                Ok((
+                    l,
+                    if data {
+                        Extent::Data(off)
+                    } else {
+                        Extent::Zero(None)
+                    },
+                ))
             }
             Driver::Qcow2(q) => {
                 let m = q.map(off, len)?;

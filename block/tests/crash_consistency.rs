@@ -37,7 +37,17 @@ fn killed_writer_leaves_consistent_image() {
         let top = d.path().join("top.qcow2");
         qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "16M"]);
         qemu_io_ok(s(&base), "write -P 0xaa 0 16M");
-        qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&top)]);
+        qemu_img_ok(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            s(&top),
+        ]);
         let mut child = Command::new(&writer)
             .arg(s(&top))
             .stdout(Stdio::piped())

@@ -152,7 +152,16 @@ mod tests {
     #[test]
     fn getopt_like() {
         let a = parse(
-            &v(&["-qf", "qcow2", "x.img", "--output=json", "-o", "a=1,,2,b", "--", "-1M"]),
+            &v(&[
+                "-qf",
+                "qcow2",
+                "x.img",
+                "--output=json",
+                "-o",
+                "a=1,,2,b",
+                "--",
+                "-1M",
+            ]),
             "qf:o:",
             &["output="],
         )

@@ -131,9 +131,9 @@ pub fn run(argv: &[String]) -> ImgResult {
         return Err(ImgError::new("This image format does not support checks").code(63));
     };
     let _ = Format::Qcow2;
-    let r = q.check(repair).map_err(|e| {
-        ImgError::new(format!("Check failed: {e}"))
-    })?;
+    let r = q
+        .check(repair)
+        .map_err(|e| ImgError::new(format!("Check failed: {e}")))?;
     for m in &r.messages {
         eprintln!("{m}");
     }

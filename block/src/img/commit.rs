@@ -57,7 +57,9 @@ pub fn run(argv: &[String]) -> ImgResult {
             .position(|n| same_file(n.filename(), b))
             .map(|i| i + 1)
             .ok_or_else(|| {
-                ImgError::new(format!("Did not find '{b}' in the backing chain of '{path}'"))
+                ImgError::new(format!(
+                    "Did not find '{b}' in the backing chain of '{path}'"
+                ))
             })?,
     };
     let chain: Vec<(String, String)> = nodes
@@ -68,7 +70,11 @@ pub fn run(argv: &[String]) -> ImgResult {
     drop(probe);
     let empty = !a.has("d") && !a.has("b");
     let (top, base) = reopen(&chain, base_idx, empty)?;
-    let mut copier = CommitCopier::new(top.clone(), base, DEFAULT_CHUNK)?;
+    let workers: usize = std::env::var("VMM_IMG_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let mut copier = CommitCopier::new(top.clone(), base, 8 * DEFAULT_CHUNK)?.with_workers(workers);
     let mut progress = Progress::new(a.has("p") && !a.has("q"));
     let started = Instant::now();
     let mut done = 0u64;

@@ -24,6 +24,8 @@ const CHUNK: u64 = 4 << 20;
 
 struct Plan {
     src: Arc<BlockNode>,
+    /// The source chain, top first (block status depth indexes it).
+    chain: Vec<Arc<BlockNode>>,
     dst: Arc<BlockNode>,
     size: u64,
     compress: bool,
@@ -100,9 +102,22 @@ fn do_chunk(p: &Plan, start: u64, buf: &mut Vec<u8>) -> Result<()> {
                 p.dst.write_zeroes(off, len)?;
             }
         } else {
-            buf.resize(len as usize, 0);
-            p.src.read(&mut buf[..len as usize], off)?;
-            write_pieces(p, &buf[..len as usize], off)?;
+            // Uncompressed data is mapped from its layer's file, saving a copy.
+            let mapped = match (st.offset, st.compressed) {
+                (Some(host), false) => p
+                    .chain
+                    .get(st.depth as usize)
+                    .and_then(|n| n.file().map(host, len as usize)),
+                _ => None,
+            };
+            match mapped {
+                Some(m) => write_pieces(p, &m, off)?,
+                None => {
+                    buf.resize(len as usize, 0);
+                    p.src.read(&mut buf[..len as usize], off)?;
+                    write_pieces(p, &buf[..len as usize], off)?;
+                }
+            }
         }
         off += len;
     }
@@ -130,7 +145,8 @@ fn copy(p: &Plan, workers: usize, progress: &mut Progress) -> Result<()> {
                         break;
                     }
                     let start = i * CHUNK;
-                    let r = do_chunk(p, start, &mut buf).map(|_| (start + CHUNK).min(p.size) - start);
+                    let r =
+                        do_chunk(p, start, &mut buf).map(|_| (start + CHUNK).min(p.size) - start);
                     if r.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -167,11 +183,30 @@ pub fn run(argv: &[String]) -> ImgResult {
     let a = args::parse(
         argv,
         "hf:O:B:Cco:l:S:pt:T:qnm:WUr:",
-        &["object=", "image-opts", "target-image-opts", "force-share", "salvage", "target-is-zero", "bitmaps", "skip-broken-bitmaps"],
+        &[
+            "object=",
+            "image-opts",
+            "target-image-opts",
+            "force-share",
+            "salvage",
+            "target-is-zero",
+            "bitmaps",
+            "skip-broken-bitmaps",
+        ],
     )?;
     super::reject_unsupported(
         &a,
-        &["object", "image-opts", "target-image-opts", "B", "l", "C", "salvage", "bitmaps", "r"],
+        &[
+            "object",
+            "image-opts",
+            "target-image-opts",
+            "B",
+            "l",
+            "C",
+            "salvage",
+            "bitmaps",
+            "r",
+        ],
     )?;
     if a.positional.len() < 2 {
         return Err(ImgError::usage("Expecting image file name"));
@@ -186,19 +221,26 @@ pub fn run(argv: &[String]) -> ImgResult {
     let out_fmt = parse_format(a.value("O").unwrap_or("raw"))?;
     let compress = a.has("c");
     if compress && out_fmt != Format::Qcow2 {
-        return Err(ImgError::new("Compression not supported for this file format"));
+        return Err(ImgError::new(
+            "Compression not supported for this file format",
+        ));
     }
     let sparse = match a.value("S") {
         None => None,
-        Some(s) => Some(parse_size(s).ok_or_else(|| {
-            ImgError::new("Invalid buffer size for sparse output specified")
-        })?),
+        Some(s) => Some(
+            parse_size(s)
+                .ok_or_else(|| ImgError::new("Invalid buffer size for sparse output specified"))?,
+        ),
     };
     let workers = match a.value("m") {
         None => 4,
         Some(m) => match m.parse::<usize>() {
             Ok(n @ 1..=16) => n,
-            _ => return Err(ImgError::new("Invalid number of coroutines. Allowed number of coroutines is between 1 and 16")),
+            _ => {
+                return Err(ImgError::new(
+                    "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16",
+                ));
+            }
         },
     };
     let src = open_image(src_path, a.value("f"), true, Backing::FromHeader)?;
@@ -212,7 +254,11 @@ pub fn run(argv: &[String]) -> ImgResult {
     }
     if !existing {
         match out_fmt {
-            Format::Raw => create_raw(Path::new(dst_path), size, fo.preallocation.unwrap_or_default())?,
+            Format::Raw => create_raw(
+                Path::new(dst_path),
+                size,
+                fo.preallocation.unwrap_or_default(),
+            )?,
             Format::Qcow2 => {
                 let co = qcow2_options(&fo, size);
                 crate::qcow2::create::validate(&co)
@@ -224,6 +270,12 @@ pub fn run(argv: &[String]) -> ImgResult {
         }
     }
     let dst = open_image(dst_path, Some(out_fmt.name()), false, Backing::None)?;
+    // qemu-img convert defaults to cache=unsafe: no syncs unless -t asks for them.
+    match a.value("t").unwrap_or("unsafe") {
+        "unsafe" => dst.file().set_no_flush(true),
+        "writeback" | "none" | "writethrough" | "directsync" => {}
+        t => return Err(ImgError::new(format!("Invalid cache option: {t}"))),
+    }
     if existing && dst.size() < size {
         return Err(ImgError::new(
             "Error: The target image is smaller than the source",
@@ -238,6 +290,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         },
     };
     let plan = Plan {
+        chain: src.chain(),
         src,
         dst: dst.clone(),
         size,

@@ -44,7 +44,9 @@ pub fn parse_format_options(
         for (k, v) in split_options(s) {
             match (fmt, k.as_str()) {
                 (_, "size") => {
-                    o.size = Some(parse_size(&v).ok_or_else(|| ImgError::new(super::create::SIZE_ERROR))?)
+                    o.size = Some(
+                        parse_size(&v).ok_or_else(|| ImgError::new(super::create::SIZE_ERROR))?,
+                    )
                 }
                 (_, "preallocation") => {
                     let p = Preallocation::parse(&v).map_err(|e| err(e.to_string()))?;
@@ -57,14 +59,19 @@ pub fn parse_format_options(
                 }
                 (Format::Qcow2, "compat") => match v.as_str() {
                     "0.10" | "v2" | "1.1" | "v3" => o.compat = Some(v),
-                    _ => return Err(err(format!("Parameter 'compat' does not accept value '{v}'"))),
+                    _ => {
+                        return Err(err(format!(
+                            "Parameter 'compat' does not accept value '{v}'"
+                        )));
+                    }
                 },
                 (Format::Qcow2, "backing_file") => o.backing_file = Some(v),
                 (Format::Qcow2, "backing_fmt") => o.backing_fmt = Some(v),
                 (Format::Qcow2, "cluster_size") => {
-                    o.cluster_size = Some(parse_size(&v).ok_or_else(|| {
-                        err(format!("Parameter 'cluster_size' expects a size"))
-                    })?)
+                    o.cluster_size =
+                        Some(parse_size(&v).ok_or_else(|| {
+                            err(format!("Parameter 'cluster_size' expects a size"))
+                        })?)
                 }
                 (Format::Qcow2, "lazy_refcounts") => o.lazy_refcounts = Some(on_off(&k, &v)?),
                 (Format::Qcow2, "refcount_bits") => {
@@ -81,10 +88,15 @@ pub fn parse_format_options(
                 }
                 (Format::Qcow2, "extended_l2") => {
                     if on_off(&k, &v)? {
-                        return Err(err("Extended L2 entries are not supported by vmm-img".into()));
+                        return Err(err(
+                            "Extended L2 entries are not supported by vmm-img".into()
+                        ));
                     }
                 }
-                (Format::Qcow2, "encryption" | "encrypt.format" | "data_file" | "data_file_raw") => {
+                (
+                    Format::Qcow2,
+                    "encryption" | "encrypt.format" | "data_file" | "data_file_raw",
+                ) => {
                     return Err(err(format!("Option '{k}' is not supported by vmm-img")));
                 }
                 _ => return Err(err(format!("Invalid parameter '{k}'"))),
@@ -148,7 +160,6 @@ pub fn create_raw(path: &Path, size: u64, prealloc: Preallocation) -> Result<(),
             f.set_len(size)?;
         }
     }
-    f.sync()?;
     Ok(())
 }
 
@@ -212,9 +223,8 @@ pub fn run(argv: &[String]) -> ImgResult {
             )));
         }
         if let Some(f) = &fo.backing_fmt {
-            parse_format(f).map_err(|_| {
-                ImgError::new(format!("{path}: Unknown backing file format '{f}'"))
-            })?;
+            parse_format(f)
+                .map_err(|_| ImgError::new(format!("{path}: Unknown backing file format '{f}'")))?;
         }
         if !a.has("u") || size.is_none() {
             match open_image(&full, fo.backing_fmt.as_deref(), true, Backing::FromHeader) {
@@ -237,7 +247,9 @@ pub fn run(argv: &[String]) -> ImgResult {
         }
     }
     let Some(size) = size else {
-        return Err(ImgError::new(format!("{path}: Image creation needs a size parameter")));
+        return Err(ImgError::new(format!(
+            "{path}: Image creation needs a size parameter"
+        )));
     };
     match fmt {
         Format::Raw => {
@@ -252,7 +264,8 @@ pub fn run(argv: &[String]) -> ImgResult {
         }
         Format::Qcow2 => {
             let co = qcow2_options(&fo, size);
-            crate::qcow2::create::validate(&co).map_err(|e| ImgError::new(format!("{path}: {e}")))?;
+            crate::qcow2::create::validate(&co)
+                .map_err(|e| ImgError::new(format!("{path}: {e}")))?;
             if !quiet {
                 println!("{}", formatting_line(path, fmt, &co, &fo));
             }

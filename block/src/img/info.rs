@@ -9,7 +9,13 @@ pub fn run(argv: &[String]) -> ImgResult {
     let a = args::parse(
         argv,
         "hf:U",
-        &["output=", "backing-chain", "force-share", "image-opts", "object="],
+        &[
+            "output=",
+            "backing-chain",
+            "force-share",
+            "image-opts",
+            "object=",
+        ],
     )?;
     super::reject_unsupported(&a, &["image-opts", "object"])?;
     let json = output_json(&a)?;

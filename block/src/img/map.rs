@@ -44,14 +44,25 @@ impl Entry {
 }
 
 fn hex(v: u64) -> String {
-    if v == 0 { "0".into() } else { format!("{v:#x}") }
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
     let a = args::parse(
         argv,
         "hf:U",
-        &["output=", "start-offset=", "max-length=", "object=", "image-opts", "force-share"],
+        &[
+            "output=",
+            "start-offset=",
+            "max-length=",
+            "object=",
+            "image-opts",
+            "force-share",
+        ],
     )?;
     super::reject_unsupported(&a, &["object", "image-opts"])?;
     let json = output_json(&a)?;
@@ -60,7 +71,11 @@ pub fn run(argv: &[String]) -> ImgResult {
     };
     let start = match a.value("start-offset") {
         None => 0,
-        Some(s) => parse_size(s).ok_or_else(|| ImgError::new("Invalid start offset specified! You may use k, M, G, T, P or E suffixes for "))?,
+        Some(s) => parse_size(s).ok_or_else(|| {
+            ImgError::new(
+                "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ",
+            )
+        })?,
     };
     let node = open_image(path, a.value("f"), true, Backing::FromHeader)?;
     let chain = node.chain();
@@ -100,7 +115,10 @@ pub fn run(argv: &[String]) -> ImgResult {
         let parts: Vec<String> = entries.iter().map(Entry::json).collect();
         println!("[{}]", parts.join(",\n"));
     } else {
-        let mut out = format!("{:<16}{:<16}{:<16}{}\n", "Offset", "Length", "Mapped to", "File");
+        let mut out = format!(
+            "{:<16}{:<16}{:<16}{}\n",
+            "Offset", "Length", "Mapped to", "File"
+        );
         for e in &entries {
             if e.data && e.offset.is_none() {
                 print!("{out}");

@@ -56,15 +56,21 @@ pub fn run(argv: &[String]) -> ImgResult {
     let out_fmt = parse_format(a.value("O").unwrap_or("raw"))?;
     let size_opt = match a.value("size") {
         None => None,
-        Some(s) => Some(parse_size(s).ok_or_else(|| ImgError::new("Invalid image size specified!"))?),
+        Some(s) => {
+            Some(parse_size(s).ok_or_else(|| ImgError::new("Invalid image size specified!"))?)
+        }
     };
     let file = a.positional.first();
     match (size_opt.is_some(), file.is_some()) {
         (true, true) => {
-            return Err(ImgError::new("--size N cannot be used together with a filename."));
+            return Err(ImgError::new(
+                "--size N cannot be used together with a filename.",
+            ));
         }
         (false, false) => {
-            return Err(ImgError::new("Either --size N or one filename must be specified."));
+            return Err(ImgError::new(
+                "Either --size N or one filename must be specified.",
+            ));
         }
         _ => {}
     }
@@ -114,8 +120,9 @@ pub fn run(argv: &[String]) -> ImgResult {
             }
             let full = qcow2_prealloc_size(virtual_size, cs, co.refcount_bits.trailing_zeros());
             Measure {
-                bitmaps: (co.version >= 3 && src.as_ref().is_some_and(|n| n.format() == Format::Qcow2))
-                    .then_some(0),
+                bitmaps: (co.version >= 3
+                    && src.as_ref().is_some_and(|n| n.format() == Format::Qcow2))
+                .then_some(0),
                 required: full - virtual_size + required,
                 fully_allocated: full,
             }

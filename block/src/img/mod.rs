@@ -75,9 +75,9 @@ pub fn open_image(
     backing: Backing,
 ) -> Result<Arc<BlockNode>, ImgError> {
     let format = match fmt {
-        Some(f) => Some(Format::parse(f).map_err(|e| {
-            ImgError::new(format!("Could not open '{path}': {e}"))
-        })?),
+        Some(f) => Some(
+            Format::parse(f).map_err(|e| ImgError::new(format!("Could not open '{path}': {e}")))?,
+        ),
         None => None,
     };
     let opts = OpenOptions {

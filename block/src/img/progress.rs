@@ -9,7 +9,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        let p = Progress { enabled, last: -1.0 };
+        let p = Progress {
+            enabled,
+            last: -1.0,
+        };
         p.print(0.0);
         p
     }

@@ -26,13 +26,19 @@ fn allocated_below(n: &Option<Arc<BlockNode>>, off: u64, len: u64) -> crate::Res
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(argv, "hf:F:b:upt:T:qU", &["object=", "image-opts", "force-share"])?;
+    let a = args::parse(
+        argv,
+        "hf:F:b:upt:T:qU",
+        &["object=", "image-opts", "force-share"],
+    )?;
     super::reject_unsupported(&a, &["object", "image-opts"])?;
     let Some(path) = a.positional.first() else {
         return Err(ImgError::usage("Expecting one image file name"));
     };
     let Some(new_name) = a.value("b") else {
-        return Err(ImgError::new("Must specify backing file (-b) or use '' as argument"));
+        return Err(ImgError::new(
+            "Must specify backing file (-b) or use '' as argument",
+        ));
     };
     let new_fmt = a.value("F");
     if !new_name.is_empty() && new_fmt.is_none() {
@@ -48,11 +54,12 @@ pub fn run(argv: &[String]) -> ImgResult {
     let header_fmt = header_name.and(new_fmt);
     if a.has("u") {
         let top = open_image(path, a.value("f"), false, Backing::None)?;
-        top.set_backing(None, header_name, header_fmt).map_err(|e| {
-            ImgError::new(format!(
-                "Could not change the backing file to '{new_name}': {e}"
-            ))
-        })?;
+        top.set_backing(None, header_name, header_fmt)
+            .map_err(|e| {
+                ImgError::new(format!(
+                    "Could not change the backing file to '{new_name}': {e}"
+                ))
+            })?;
         return Ok(0);
     }
     let top = open_image(path, a.value("f"), false, Backing::FromHeader)?;
@@ -61,9 +68,14 @@ pub fn run(argv: &[String]) -> ImgResult {
         None => None,
         Some(n) => {
             let full = combine_backing_path(path, n);
-            Some(open_image(&full, new_fmt, true, Backing::FromHeader).map_err(|e| {
-                ImgError::new(format!("Could not open new backing file '{full}': {}", e.msg))
-            })?)
+            Some(
+                open_image(&full, new_fmt, true, Backing::FromHeader).map_err(|e| {
+                    ImgError::new(format!(
+                        "Could not open new backing file '{full}': {}",
+                        e.msg
+                    ))
+                })?,
+            )
         }
     };
     let size = top.size();
@@ -98,16 +110,36 @@ pub fn run(argv: &[String]) -> ImgResult {
             Some(b) => b.read_backing(&mut new_buf, off)?,
             None => new_buf.fill(0),
         }
+        // write the clusters whose content differs, coalescing neighbours
         let mut p = 0u64;
-        while p < run {
-            let piece_end = ((off + p) / cs * cs + cs).min(off + run) - off;
-            let (s, e) = (p as usize, piece_end as usize);
-            if old_buf[s..e] != new_buf[s..e] {
-                if buffer_is_zero(&old_buf[s..e]) {
-                    top.write_zeroes(off + p, piece_end - p)?;
-                } else {
-                    top.write(&old_buf[s..e], off + p)?;
+        let mut pending: Option<(u64, u64)> = None;
+        while p <= run {
+            let piece_end = if p < run {
+                ((off + p) / cs * cs + cs).min(off + run) - off
+            } else {
+                run
+            };
+            let differs = p < run && {
+                let (s, e) = (p as usize, piece_end as usize);
+                old_buf[s..e] != new_buf[s..e]
+            };
+            match (&mut pending, differs) {
+                (Some((_, e)), true) => *e = piece_end,
+                (None, true) => pending = Some((p, piece_end)),
+                (Some((s, e)), false) => {
+                    let (s, e) = (*s, *e);
+                    let data = &old_buf[s as usize..e as usize];
+                    if buffer_is_zero(data) {
+                        top.write_zeroes(off + s, e - s)?;
+                    } else {
+                        top.write(data, off + s)?;
+                    }
+                    pending = None;
                 }
+                (None, false) => {}
+            }
+            if p == run {
+                break;
             }
             p = piece_end;
         }
@@ -115,11 +147,12 @@ pub fn run(argv: &[String]) -> ImgResult {
         progress.update(off, size);
     }
     top.flush()?;
-    top.set_backing(new.clone(), header_name, header_fmt).map_err(|e| {
-        ImgError::new(format!(
-            "Could not change the backing file to '{new_name}': {e}"
-        ))
-    })?;
+    top.set_backing(new.clone(), header_name, header_fmt)
+        .map_err(|e| {
+            ImgError::new(format!(
+                "Could not change the backing file to '{new_name}': {e}"
+            ))
+        })?;
     progress.finish();
     Ok(0)
 }

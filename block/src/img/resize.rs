@@ -5,7 +5,11 @@ use super::{ImgError, ImgResult, args, open_image};
 use crate::node::{Backing, Format};
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(argv, "f:hqU", &["shrink", "preallocation=", "image-opts", "object="])?;
+    let a = args::parse(
+        argv,
+        "f:hqU",
+        &["shrink", "preallocation=", "image-opts", "object="],
+    )?;
     super::reject_unsupported(&a, &["image-opts", "object", "preallocation"])?;
     if a.positional.len() != 2 {
         return Err(ImgError::usage("Expecting image file name and size"));
@@ -17,9 +21,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         Some(b'-') => (-1i8, &spec[1..]),
         _ => (0i8, spec.as_str()),
     };
-    let n = parse_size(num).ok_or_else(|| {
-        ImgError::new(super::create::SIZE_ERROR)
-    })?;
+    let n = parse_size(num).ok_or_else(|| ImgError::new(super::create::SIZE_ERROR))?;
     let node = open_image(path, a.value("f"), false, Backing::None)?;
     let cur = node.size();
     let new = match rel {
@@ -32,12 +34,12 @@ pub fn run(argv: &[String]) -> ImgResult {
     };
     if new < cur && !a.has("shrink") {
         eprintln!("vmm-img: Use the --shrink option to perform a shrink operation.");
-        return Err(ImgError::new("warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there."));
+        return Err(ImgError::new(
+            "warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.",
+        ));
     }
     if node.format() == Format::Qcow2 && new % 512 != 0 {
-        return Err(ImgError::new(
-            "The new size must be a multiple of 512",
-        ));
+        return Err(ImgError::new("The new size must be a multiple of 512"));
     }
     node.resize(new)?;
     node.flush()?;

@@ -9,7 +9,10 @@
 
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
-use super::meta::{L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify, read_table_prefix};
+use super::meta::{
+    L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify,
+    read_table_prefix,
+};
 use super::snapshot::{fix_copied, read_snapshots, table_size};
 use crate::error::Result;
 

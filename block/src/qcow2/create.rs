@@ -102,7 +102,8 @@ pub fn validate(o: &CreateOptions) -> Result<u32> {
     }
     if o.backing_file.is_some() && o.preallocation != Preallocation::Off {
         return Err(BlockError::Argument(
-            "Backing file and preallocation can only be used at the same time if extended_l2 is on".into(),
+            "Backing file and preallocation can only be used at the same time if extended_l2 is on"
+                .into(),
         ));
     }
     if let Some(b) = &o.backing_file {
@@ -119,7 +120,8 @@ pub fn validate(o: &CreateOptions) -> Result<u32> {
     let per_l1 = cs * (cs / 8);
     if o.size.div_ceil(per_l1) > MAX_L1_BYTES / 8 {
         return Err(BlockError::Argument(
-            "The image size is too large for file format 'qcow2' (try using a larger cluster size)".into(),
+            "The image size is too large for file format 'qcow2' (try using a larger cluster size)"
+                .into(),
         ));
     }
     Ok(bits)

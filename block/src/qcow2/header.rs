@@ -146,7 +146,9 @@ impl Header {
         }
         let cluster_bits = be32(buf, 20);
         if !(9..=21).contains(&cluster_bits) {
-            return Err(invalid(format!("Unsupported cluster size: 2^{cluster_bits}")));
+            return Err(invalid(format!(
+                "Unsupported cluster size: 2^{cluster_bits}"
+            )));
         }
         let cluster_size = 1u64 << cluster_bits;
         let mut h = Header {
@@ -207,7 +209,9 @@ impl Header {
             )));
         }
         if h.is_corrupt() && writable {
-            return Err(invalid("qcow2: Image is corrupt; cannot be opened read/write"));
+            return Err(invalid(
+                "qcow2: Image is corrupt; cannot be opened read/write",
+            ));
         }
         if h.incompatible_features & INCOMPAT_COMPRESSION == 0 && h.compression_type != 0 {
             return Err(invalid(
@@ -263,12 +267,7 @@ impl Header {
         if h.nb_snapshots > MAX_SNAPSHOTS {
             return Err(invalid("Snapshot table too large"));
         }
-        if !table_offset_valid(
-            h.snapshots_offset,
-            h.nb_snapshots.into(),
-            40,
-            cluster_size,
-        ) {
+        if !table_offset_valid(h.snapshots_offset, h.nb_snapshots.into(), 40, cluster_size) {
             return Err(invalid("Snapshot table offset invalid"));
         }
         if u64::from(h.l1_size) > MAX_L1_BYTES / 8 {
@@ -281,7 +280,8 @@ impl Header {
         if u64::from(h.l1_size) < need {
             return Err(invalid("L1 table is too small"));
         }
-        if h.l1_size > 0 && !table_offset_valid(h.l1_table_offset, h.l1_size.into(), 8, cluster_size)
+        if h.l1_size > 0
+            && !table_offset_valid(h.l1_table_offset, h.l1_size.into(), 8, cluster_size)
         {
             return Err(invalid("Active L1 table offset invalid"));
         }
@@ -482,7 +482,11 @@ mod tests {
             (4, 4, "Unsupported qcow2 version 4"),
             (20, 8, "Unsupported cluster size: 2^8"),
             (36, 0x7fff_ffff, "Active L1 table too large"),
-            (96, 7, "Reference count entry width too large; may not exceed 64 bits"),
+            (
+                96,
+                7,
+                "Reference count entry width too large; may not exceed 64 bits",
+            ),
         ];
         for (off, val, msg) in cases {
             let mut x = b.clone();

@@ -36,7 +36,10 @@ pub enum L2Kind {
     Zero(Option<u64>),
     Normal(u64),
     /// Compressed data at `offset`, `size` bytes long (may span clusters).
-    Compressed { offset: u64, size: u64 },
+    Compressed {
+        offset: u64,
+        size: u64,
+    },
 }
 
 pub fn classify(entry: u64, cluster_bits: u32) -> L2Kind {
@@ -476,16 +479,29 @@ impl Meta {
     pub fn apply_pending_frees(&mut self) -> Result<()> {
         let frees = std::mem::take(&mut self.pending_free);
         let cs = self.cluster_size();
+        let mut zero: Vec<u64> = Vec::new();
         for (off, len) in frees {
             self.add_refcount(off, len, -1)?;
             let first = off / cs;
             let last = (off + len.max(1) - 1) / cs;
             for c in first..=last {
                 if self.refcount(c)? == 0 {
-                    self.file.punch_hole(c * cs, cs)?;
+                    zero.push(c);
                     self.compressed_tail = None;
                 }
             }
+        }
+        // punch the freed clusters, one call per contiguous range
+        zero.sort_unstable();
+        zero.dedup();
+        let mut i = 0;
+        while i < zero.len() {
+            let mut j = i + 1;
+            while j < zero.len() && zero[j] == zero[j - 1] + 1 {
+                j += 1;
+            }
+            self.file.punch_hole(zero[i] * cs, (j - i) as u64 * cs)?;
+            i = j;
         }
         Ok(())
     }
@@ -650,7 +666,8 @@ impl Meta {
     /// Sets an L2 entry and schedules the release of what the old one pointed to.
     pub fn replace_l2_entry(&mut self, off: u64, v: u64) -> Result<()> {
         let old = self.set_l2_entry(off, v)?;
-        if let Some((h, len)) = entry_host_range(classify(old, self.h.cluster_bits), self.cluster_size())
+        if let Some((h, len)) =
+            entry_host_range(classify(old, self.h.cluster_bits), self.cluster_size())
         {
             if (v & OFFSET_MASK) != h || v & OFLAG_COMPRESSED != 0 || old & OFLAG_COMPRESSED != 0 {
                 self.free_deferred(h, len);

@@ -253,6 +253,17 @@ impl Qcow2 {
                     p += cs;
                 }
                 let run_end = end.min(run_start + k * cs);
+                if in_off == 0 && run_end == run_start + k * cs {
+                    // whole clusters: write straight from the caller's buffer
+                    let src = &buf[(pos - off) as usize..(run_end - off) as usize];
+                    let host = meta.alloc_clusters(k)?;
+                    self.file.write_at(src, host)?;
+                    for i in 0..k {
+                        meta.replace_l2_entry(run_start + i * cs, (host + i * cs) | OFLAG_COPIED)?;
+                    }
+                    pos = run_end;
+                    continue;
+                }
                 let mut data = vec![0u8; (k * cs) as usize];
                 if in_off != 0 {
                     self.cluster_content(&mut meta, run_start, &mut data[..cs as usize], backing)?;
@@ -460,7 +471,9 @@ impl Qcow2 {
         meta.writeback()?;
         let need = meta.h.l1_entries_for(new_size);
         if need > header::MAX_L1_BYTES / 8 {
-            return Err(BlockError::Argument("The new size is too large for qcow2".into()));
+            return Err(BlockError::Argument(
+                "The new size is too large for qcow2".into(),
+            ));
         }
         if need > u64::from(meta.h.l1_size) {
             let mut l1 = meta.l1.clone();

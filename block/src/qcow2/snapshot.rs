@@ -11,7 +11,10 @@
 
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
-use super::meta::{Meta, OFFSET_MASK, OFLAG_COPIED, encode_table, entry_host_range, classify, read_table_prefix, L2Kind};
+use super::meta::{
+    L2Kind, Meta, OFFSET_MASK, OFLAG_COPIED, classify, encode_table, entry_host_range,
+    read_table_prefix,
+};
 use crate::error::{BlockError, Result};
 use crate::file::ImageFile;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -66,7 +69,9 @@ impl TableReader<'_> {
             return Ok(());
         }
         if pos < self.buf_off || end > self.buf_off + self.buf.len() as u64 {
-            let len = (out.len() as u64).max(64 << 10).min(self.file_len - pos.min(self.file_len));
+            let len = (out.len() as u64)
+                .max(64 << 10)
+                .min(self.file_len - pos.min(self.file_len));
             self.buf.resize(len.max(out.len() as u64) as usize, 0);
             self.file.read_at(&mut self.buf, pos)?;
             self.buf_off = pos;
@@ -263,8 +268,11 @@ fn write_table(meta: &mut Meta, list: &[Snapshot]) -> Result<()> {
         meta.file.sync()?;
     }
     let old_off = meta.h.snapshots_offset;
-    let old_size = table_size(&read_snapshots(&meta.file, old_off, meta.h.nb_snapshots)?, meta.h.version)
-        .max(u64::from(meta.h.nb_snapshots.min(1)) * 8);
+    let old_size = table_size(
+        &read_snapshots(&meta.file, old_off, meta.h.nb_snapshots)?,
+        meta.h.version,
+    )
+    .max(u64::from(meta.h.nb_snapshots.min(1)) * 8);
     let mut f = [0u8; 12];
     f[..4].copy_from_slice(&(list.len() as u32).to_be_bytes());
     f[4..].copy_from_slice(&off.to_be_bytes());
@@ -354,13 +362,22 @@ impl Qcow2 {
         if u64::from(sn.l1_size) > MAX_L1_BYTES / 8 {
             return Err(BlockError::Invalid("Snapshot L1 table too large".into()));
         }
-        if !table_offset_valid(sn.l1_table_offset, sn.l1_size.into(), 8, meta.cluster_size()) {
-            return Err(BlockError::Invalid("Snapshot L1 table offset invalid".into()));
+        if !table_offset_valid(
+            sn.l1_table_offset,
+            sn.l1_size.into(),
+            8,
+            meta.cluster_size(),
+        ) {
+            return Err(BlockError::Invalid(
+                "Snapshot L1 table offset invalid".into(),
+            ));
         }
-        Ok(read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
-            .into_iter()
-            .map(|e| e & !OFLAG_COPIED)
-            .collect())
+        Ok(
+            read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
+                .into_iter()
+                .map(|e| e & !OFLAG_COPIED)
+                .collect(),
+        )
     }
 
     /// Reverts the disk to a snapshot (by ID or name).

@@ -45,7 +45,9 @@ pub fn qemu_io_ok(img: &str, cmd: &str) {
     let o = run("qemu-io", &["-c", cmd, img]);
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(
-        o.status.success() && !out.contains("Pattern verification failed") && !out.contains("failed"),
+        o.status.success()
+            && !out.contains("Pattern verification failed")
+            && !out.contains("failed"),
         "qemu-io -c '{cmd}' {img}: {}",
         show(&o)
     );
@@ -55,7 +57,9 @@ pub fn qemu_io_fmt_ok(img: &str, fmt: &str, cmd: &str) {
     let o = run("qemu-io", &["-f", fmt, "-c", cmd, img]);
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(
-        o.status.success() && !out.contains("Pattern verification failed") && !out.contains("failed"),
+        o.status.success()
+            && !out.contains("Pattern verification failed")
+            && !out.contains("failed"),
         "qemu-io -f {fmt} -c '{cmd}' {img}: {}",
         show(&o)
     );
