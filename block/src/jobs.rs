@@ -109,14 +109,14 @@ impl StreamCopier {
         if top.read_only() {
             return Err(BlockError::ReadOnly);
         }
-        if let Some(b) = &base {
-            if !top.chain().iter().skip(1).any(|n| Arc::ptr_eq(n, b)) {
-                return Err(BlockError::Argument(format!(
-                    "'{}' is not in the backing chain of '{}'",
-                    b.filename(),
-                    top.filename()
-                )));
-            }
+        if let Some(b) = &base
+            && !top.chain().iter().skip(1).any(|n| Arc::ptr_eq(n, b))
+        {
+            return Err(BlockError::Argument(format!(
+                "'{}' is not in the backing chain of '{}'",
+                b.filename(),
+                top.filename()
+            )));
         }
         let end = top.size();
         Ok(StreamCopier {
@@ -163,16 +163,14 @@ impl StreamCopier {
             let run = start + len - off;
             let (in_top, l) = self.top.is_allocated(off, run)?;
             let l = l.min(run);
-            if !in_top {
-                if let Some(below) = self.top.backing() {
-                    let (above, l2) = below.is_allocated_above(self.base.as_ref(), off, l)?;
-                    let l2 = l2.min(l).max(1);
-                    if above {
-                        runs.push((off, l2));
-                    }
-                    off += l2;
-                    continue;
+            if !in_top && let Some(below) = self.top.backing() {
+                let (above, l2) = below.is_allocated_above(self.base.as_ref(), off, l)?;
+                let l2 = l2.min(l).max(1);
+                if above {
+                    runs.push((off, l2));
                 }
+                off += l2;
+                continue;
             }
             off += l.max(1);
         }

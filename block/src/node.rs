@@ -87,7 +87,7 @@ impl OpenOptions {
 #[derive(Debug)]
 pub enum Driver {
     Raw(Raw),
-    Qcow2(Qcow2),
+    Qcow2(Box<Qcow2>),
 }
 
 /// The mapping state of a run of guest bytes (what `qemu-img map` prints).
@@ -146,16 +146,16 @@ impl BlockNode {
             None => Format::probe(p)?,
         };
         let file = ImageFile::open(p, !opts.read_only)?;
-        if let Ok(c) = std::fs::canonicalize(p) {
-            if !seen.insert(c) {
-                return Err(BlockError::Invalid(format!(
-                    "Backing file '{path}' creates an infinite loop."
-                )));
-            }
+        if let Ok(c) = std::fs::canonicalize(p)
+            && !seen.insert(c)
+        {
+            return Err(BlockError::Invalid(format!(
+                "Backing file '{path}' creates an infinite loop."
+            )));
         }
         let driver = match format {
             Format::Raw => Driver::Raw(Raw::open(file)?),
-            Format::Qcow2 => Driver::Qcow2(Qcow2::open(file, !opts.read_only)?),
+            Format::Qcow2 => Driver::Qcow2(Box::new(Qcow2::open(file, !opts.read_only)?)),
         };
         let node = BlockNode {
             filename: path.to_string(),
@@ -218,7 +218,7 @@ impl BlockNode {
     /// The qcow2 driver, if this is a qcow2 node.
     pub fn qcow2(&self) -> Option<&Qcow2> {
         match &self.driver {
-            Driver::Qcow2(q) => Some(q),
+            Driver::Qcow2(q) => Some(q.as_ref()),
             Driver::Raw(_) => None,
         }
     }
@@ -372,7 +372,7 @@ impl BlockNode {
         match &self.driver {
             Driver::Raw(r) => r.resize(size),
             Driver::Qcow2(q) => {
-                if size % 512 != 0 {
+                if !size.is_multiple_of(512) {
                     return Err(BlockError::Argument(
                         "The new size must be a multiple of 512".into(),
                     ));

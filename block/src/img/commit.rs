@@ -94,11 +94,9 @@ pub fn run(argv: &[String]) -> ImgResult {
         }
     }
     copier.finish()?;
-    if empty {
-        if let Some(q) = top.qcow2() {
-            q.make_unallocated(0, top.size().next_multiple_of(q.cluster_size()))?;
-            top.flush()?;
-        }
+    if empty && let Some(q) = top.qcow2() {
+        q.make_unallocated(0, top.size().next_multiple_of(q.cluster_size()))?;
+        top.flush()?;
     }
     progress.finish();
     if !a.has("q") {

@@ -36,7 +36,7 @@ fn compare_range(
         if strict && s1.present != s2.present {
             return Ok(Some((off, true)));
         }
-        if !(s1.zero && !s1.data && s2.zero && !s2.data) {
+        if !s1.zero || s1.data || !s2.zero || s2.data {
             b1.resize(run as usize, 0);
             b2.resize(run as usize, 0);
             n1.read(&mut b1, off)?;
@@ -59,7 +59,7 @@ fn nonzero_tail(n: &BlockNode, start: u64, end: u64) -> Result<Option<u64>, ImgE
         let len = CHUNK.min(end - off);
         let st = n.block_status(off, len)?;
         let run = st.len.min(len).max(1);
-        if !(st.zero && !st.data) {
+        if !st.zero || st.data {
             b.resize(run as usize, 0);
             n.read(&mut b, off)?;
             if !buffer_is_zero(&b) {

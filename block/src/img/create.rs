@@ -68,10 +68,9 @@ pub fn parse_format_options(
                 (Format::Qcow2, "backing_file") => o.backing_file = Some(v),
                 (Format::Qcow2, "backing_fmt") => o.backing_fmt = Some(v),
                 (Format::Qcow2, "cluster_size") => {
-                    o.cluster_size =
-                        Some(parse_size(&v).ok_or_else(|| {
-                            err(format!("Parameter 'cluster_size' expects a size"))
-                        })?)
+                    o.cluster_size = Some(parse_size(&v).ok_or_else(|| {
+                        err("Parameter 'cluster_size' expects a size".to_string())
+                    })?)
                 }
                 (Format::Qcow2, "lazy_refcounts") => o.lazy_refcounts = Some(on_off(&k, &v)?),
                 (Format::Qcow2, "refcount_bits") => {

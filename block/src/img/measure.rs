@@ -102,19 +102,20 @@ pub fn run(argv: &[String]) -> ImgResult {
             } else {
                 0
             };
-            if let Some(n) = &src {
-                if fo.backing_file.is_none() && !prealloc_all {
-                    let mut off = 0;
-                    while off < ssize {
-                        let st = n.block_status(off, ssize - off)?;
-                        let pnum = st.len.max(1);
-                        if st.data && !st.zero {
-                            let ext = (off + pnum).next_multiple_of(cs) - off;
-                            required += off % cs + ext;
-                            off += ext;
-                        } else {
-                            off += pnum;
-                        }
+            if let Some(n) = &src
+                && fo.backing_file.is_none()
+                && !prealloc_all
+            {
+                let mut off = 0;
+                while off < ssize {
+                    let st = n.block_status(off, ssize - off)?;
+                    let pnum = st.len.max(1);
+                    if st.data && !st.zero {
+                        let ext = (off + pnum).next_multiple_of(cs) - off;
+                        required += off % cs + ext;
+                        off += ext;
+                    } else {
+                        off += pnum;
                     }
                 }
             }

@@ -31,10 +31,9 @@ impl TableCache {
     pub fn get_mut(&mut self, off: u64) -> Option<&mut Entry> {
         self.clock += 1;
         let c = self.clock;
-        self.map.get_mut(&off).map(|e| {
-            e.last_use = c;
-            e
-        })
+        let e = self.map.get_mut(&off)?;
+        e.last_use = c;
+        Some(e)
     }
 
     pub fn contains(&self, off: u64) -> bool {

@@ -89,7 +89,7 @@ impl Walker {
             if l2 == 0 {
                 continue;
             }
-            if l2 % cs != 0 {
+            if !l2.is_multiple_of(cs) {
                 self.res.corruptions += 1;
                 self.msg(format!(
                     "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
@@ -120,7 +120,7 @@ impl Walker {
                         self.inc(offset, size);
                     }
                     L2Kind::Normal(h) | L2Kind::Zero(Some(h)) => {
-                        if h % cs != 0 {
+                        if !h.is_multiple_of(cs) {
                             self.res.corruptions += 1;
                             self.msg(format!(
                                 "ERROR offset={h:x}: Cluster is not properly aligned; L2 entry corrupted."
@@ -222,7 +222,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         if off == 0 {
             continue;
         }
-        if off % cs != 0 {
+        if !off.is_multiple_of(cs) {
             w.res.corruptions += 1;
             w.msg(format!(
                 "ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
@@ -304,7 +304,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
     let mut copied_errors = 0u64;
     for (i, e) in l1.iter().enumerate() {
         let l2 = e & OFFSET_MASK;
-        if l2 == 0 || l2 % cs != 0 || l2 / cs >= nb {
+        if l2 == 0 || !l2.is_multiple_of(cs) || l2 / cs >= nb {
             continue;
         }
         let rc = meta.refcount(l2 / cs).unwrap_or(0);
@@ -320,7 +320,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
                 continue;
             }
             if let L2Kind::Normal(h) | L2Kind::Zero(Some(h)) = classify(entry, bits) {
-                if h % cs != 0 {
+                if !h.is_multiple_of(cs) {
                     continue;
                 }
                 let rc = meta.refcount(h / cs).unwrap_or(0);

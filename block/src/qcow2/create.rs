@@ -106,12 +106,12 @@ pub fn validate(o: &CreateOptions) -> Result<u32> {
                 .into(),
         ));
     }
-    if let Some(b) = &o.backing_file {
-        if b.len() > MAX_BACKING_NAME as usize {
-            return Err(BlockError::Argument("Backing file name too long".into()));
-        }
+    if let Some(b) = &o.backing_file
+        && b.len() > MAX_BACKING_NAME as usize
+    {
+        return Err(BlockError::Argument("Backing file name too long".into()));
     }
-    if o.size % 512 != 0 {
+    if !o.size.is_multiple_of(512) {
         return Err(BlockError::Argument(
             "Image size must be a multiple of 512 bytes".into(),
         ));

@@ -90,7 +90,7 @@ pub fn table_offset_valid(offset: u64, entries: u64, entry_len: u64, cluster_siz
     if size > i64::MAX as u64 || offset > i64::MAX as u64 - size {
         return false;
     }
-    offset % cluster_size == 0
+    offset.is_multiple_of(cluster_size)
 }
 
 impl Header {

@@ -193,7 +193,7 @@ impl Meta {
         if off == 0 {
             return Ok(None);
         }
-        if off % self.cluster_size() != 0 {
+        if !off.is_multiple_of(self.cluster_size()) {
             return Err(corrupt(format!(
                 "Refblock offset {off:#x} unaligned (reftable index: {bi:#x})"
             )));
@@ -352,7 +352,7 @@ impl Meta {
                 return Ok(());
             }
             self.create_refblock(bi)?;
-            if c % epb == 0 {
+            if c.is_multiple_of(epb) {
                 return Err(corrupt(format!(
                     "Cluster {c} collides with its own new refcount block"
                 )));
@@ -455,14 +455,14 @@ impl Meta {
     /// previous compressed cluster. Every cluster touched gets one more reference.
     pub fn alloc_compressed(&mut self, len: u64) -> Result<u64> {
         let cs = self.cluster_size();
-        if let Some((next, end)) = self.compressed_tail {
-            if next + len <= end {
-                self.compressed_tail = Some((next + len, end));
-                // The first cluster touched already counts this area once; count it again
-                // for this compressed cluster (QEMU counts one reference per user).
-                self.add_refcount(next, len, 1)?;
-                return Ok(next);
-            }
+        if let Some((next, end)) = self.compressed_tail
+            && next + len <= end
+        {
+            self.compressed_tail = Some((next + len, end));
+            // The first cluster touched already counts this area once; count it again
+            // for this compressed cluster (QEMU counts one reference per user).
+            self.add_refcount(next, len, 1)?;
+            return Ok(next);
         }
         let off = self.alloc_clusters(len.div_ceil(cs))?;
         self.compressed_tail = Some((off + len, off + len.div_ceil(cs) * cs));
@@ -520,7 +520,7 @@ impl Meta {
         if off == 0 {
             return Ok(None);
         }
-        if off % self.cluster_size() != 0 {
+        if !off.is_multiple_of(self.cluster_size()) {
             return Err(corrupt(format!(
                 "L2 table offset {off:#x} unaligned (L1 index: {l1_idx:#x})"
             )));
@@ -563,7 +563,7 @@ impl Meta {
     /// Validates a host offset that a data entry points to.
     pub fn check_data_offset(&self, kind: L2Kind, guest: u64) -> Result<()> {
         if let L2Kind::Normal(h) | L2Kind::Zero(Some(h)) = kind {
-            if h % self.cluster_size() != 0 {
+            if !h.is_multiple_of(self.cluster_size()) {
                 return Err(corrupt(format!(
                     "Cluster allocation offset {h:#x} unaligned (guest offset: {guest:#x})"
                 )));
@@ -624,10 +624,10 @@ impl Meta {
         }
         let e = self.l1[idx];
         let old = self.l2_offset_checked(idx)?;
-        if let Some(off) = old {
-            if e & OFLAG_COPIED != 0 {
-                return Ok(off);
-            }
+        if let Some(off) = old
+            && e & OFLAG_COPIED != 0
+        {
+            return Ok(off);
         }
         let data = match old {
             Some(off) => {
@@ -668,10 +668,9 @@ impl Meta {
         let old = self.set_l2_entry(off, v)?;
         if let Some((h, len)) =
             entry_host_range(classify(old, self.h.cluster_bits), self.cluster_size())
+            && ((v & OFFSET_MASK) != h || v & OFLAG_COMPRESSED != 0 || old & OFLAG_COMPRESSED != 0)
         {
-            if (v & OFFSET_MASK) != h || v & OFLAG_COMPRESSED != 0 || old & OFLAG_COMPRESSED != 0 {
-                self.free_deferred(h, len);
-            }
+            self.free_deferred(h, len);
         }
         Ok(())
     }

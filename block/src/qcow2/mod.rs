@@ -231,14 +231,14 @@ impl Qcow2 {
                 let entry = meta.l2_entry(pos)?;
                 let kind = classify(entry, bits);
                 meta.check_data_offset(kind, pos)?;
-                if let L2Kind::Normal(h) = kind {
-                    if entry & OFLAG_COPIED != 0 {
-                        let n = (cs - in_off).min(end - pos);
-                        Self::check_overlap(&meta, h + in_off, n)?;
-                        direct.push((h + in_off, (pos - off) as usize, n as usize));
-                        pos += n;
-                        continue;
-                    }
+                if let L2Kind::Normal(h) = kind
+                    && entry & OFLAG_COPIED != 0
+                {
+                    let n = (cs - in_off).min(end - pos);
+                    Self::check_overlap(&meta, h + in_off, n)?;
+                    direct.push((h + in_off, (pos - off) as usize, n as usize));
+                    pos += n;
+                    continue;
                 }
                 // A run of clusters that need a fresh host cluster.
                 let run_start = pos - in_off;
@@ -418,7 +418,7 @@ impl Qcow2 {
     /// write when the data does not compress. The target must be unallocated.
     pub fn write_compressed(&self, cluster_off: u64, data: &[u8]) -> Result<()> {
         let cs = self.cluster_size();
-        if data.len() as u64 != cs || cluster_off % cs != 0 {
+        if data.len() as u64 != cs || !cluster_off.is_multiple_of(cs) {
             return Err(BlockError::Argument(
                 "Compressed writes must cover exactly one cluster".into(),
             ));

@@ -189,7 +189,7 @@ pub(crate) fn update_tree(meta: &mut Meta, l1: &[u64], delta: i64) -> Result<()>
         if l2 == 0 {
             continue;
         }
-        if l2 % cs != 0 {
+        if !l2.is_multiple_of(cs) {
             return Err(BlockError::Invalid(format!(
                 "L2 table offset {l2:#x} unaligned (L1 index: {i:#x})"
             )));
@@ -222,7 +222,7 @@ pub(crate) fn fix_copied(meta: &mut Meta) -> Result<u64> {
     for i in 0..meta.l1.len() {
         let e = meta.l1[i];
         let l2 = e & OFFSET_MASK;
-        if l2 == 0 || l2 % cs != 0 {
+        if l2 == 0 || !l2.is_multiple_of(cs) {
             continue;
         }
         let rc = meta.refcount(l2 / cs)?;
@@ -235,12 +235,10 @@ pub(crate) fn fix_copied(meta: &mut Meta) -> Result<u64> {
         for idx in 0..per {
             let entry = meta.l2_get(l2, idx)?;
             let want = match classify(entry, bits) {
-                L2Kind::Normal(h) | L2Kind::Zero(Some(h)) if h % cs == 0 => {
-                    if meta.refcount(h / cs)? == 1 {
-                        OFLAG_COPIED
-                    } else {
-                        0
-                    }
+                L2Kind::Normal(h) | L2Kind::Zero(Some(h))
+                    if h.is_multiple_of(cs) && meta.refcount(h / cs)? == 1 =>
+                {
+                    OFLAG_COPIED
                 }
                 _ => 0,
             };
@@ -344,7 +342,7 @@ impl Qcow2 {
             id: next_id.to_string(),
             name: name.to_string(),
             date_sec: now.as_secs() as u32,
-            date_nsec: now.subsec_nanos() / 1000 * 1000,
+            date_nsec: now.subsec_micros() * 1000,
             vm_clock_nsec,
             vm_state_size: 0,
             disk_size: Some(meta.h.size),
