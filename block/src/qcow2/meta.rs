@@ -800,3 +800,81 @@ impl Meta {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_entries() {
+        assert_eq!(classify(0, 16), L2Kind::Unallocated);
+        assert_eq!(classify(OFLAG_ZERO, 16), L2Kind::Zero(None));
+        assert_eq!(
+            classify(0x50000 | OFLAG_ZERO, 16),
+            L2Kind::Zero(Some(0x50000))
+        );
+        assert_eq!(
+            classify(0x50000 | OFLAG_COPIED, 16),
+            L2Kind::Normal(0x50000)
+        );
+        // compressed, 64 KiB clusters: offset bits 0..54, sector count above
+        let e = OFLAG_COMPRESSED | (2u64 << 54) | 0x50200;
+        assert_eq!(
+            classify(e, 16),
+            L2Kind::Compressed {
+                offset: 0x50200,
+                size: 3 * 512 - 0x200
+            }
+        );
+    }
+
+    #[test]
+    fn refcount_widths_round_trip() {
+        for order in 0..=6u32 {
+            let bits = 1u64 << order;
+            let max = if bits == 64 {
+                u64::MAX
+            } else {
+                (1 << bits) - 1
+            };
+            let mut block = vec![0u8; 512];
+            let entries = 512 * 8 / bits;
+            for i in 0..entries {
+                Meta::encode_refcount(order, &mut block, i, (i * 7 + 1) & max);
+            }
+            let h = crate::qcow2::header::Header {
+                version: 3,
+                backing_file_offset: 0,
+                backing_file_size: 0,
+                cluster_bits: 9,
+                size: 0,
+                crypt_method: 0,
+                l1_size: 0,
+                l1_table_offset: 0,
+                refcount_table_offset: 512,
+                refcount_table_clusters: 1,
+                nb_snapshots: 0,
+                snapshots_offset: 0,
+                incompatible_features: 0,
+                compatible_features: 0,
+                autoclear_features: 0,
+                refcount_order: order,
+                header_length: 112,
+                compression_type: 0,
+                backing_format: None,
+                backing_file: None,
+                other_extensions: vec![],
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let f = ImageFile::create(&dir.path().join("x")).unwrap();
+            let m = Meta::load(Arc::new(f), h, false).unwrap();
+            for i in 0..entries {
+                assert_eq!(
+                    m.decode_refcount(&block, i),
+                    (i * 7 + 1) & max,
+                    "order {order}"
+                );
+            }
+        }
+    }
+}
