@@ -823,7 +823,7 @@ mod tests {
             classify(e, 16),
             L2Kind::Compressed {
                 offset: 0x50200,
-                size: 3 * 512 - 0x200
+                size: 3 * 512
             }
         );
     }
