@@ -106,9 +106,10 @@ fn concurrent_writers() {
             let top = top.clone();
             s.spawn(move || {
                 for i in 0..32u64 {
-                    // each thread owns every 4th 64 KiB slot of [4M, 8M); sub-cluster writes
+                    // each thread owns every 4th 16 KiB slot of [4M, 6M): four threads write
+                    // into each new cluster at the same time
                     let slot = i * 4 + th;
-                    let off = (4 << 20) + slot * 32768 + 512;
+                    let off = (4 << 20) + slot * 16384 + 512;
                     top.write(&vec![0x60 + th as u8; 4096], off).unwrap();
                     if i % 8 == 0 {
                         top.flush().unwrap();
@@ -120,9 +121,14 @@ fn concurrent_writers() {
     top.flush().unwrap();
     drop(top);
     clean(&t);
-    for th in 0..4u64 {
-        let off = (4 << 20) + th * 32768 + 512;
-        qemu_io_ok(&t, &format!("read -P {} {off} 4096", 0x60 + th));
+    let raw = d.path().join("top.raw");
+    qemu_img_ok(&["convert", "-O", "raw", &t, s(&raw)]);
+    let content = std::fs::read(&raw).unwrap();
+    for slot in 0..128usize {
+        let off = (4 << 20) + slot * 16384 + 512;
+        let want = 0x60 + (slot % 4) as u8;
+        assert!(content[off..off + 4096].iter().all(|&b| b == want), "slot {slot} lost");
+        assert!(content[off - 512..off].iter().all(|&b| b == 0), "slot {slot} head");
     }
     qemu_io_ok(&t, "read -P 0x44 3M 1M");
 }

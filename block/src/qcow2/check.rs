@@ -148,6 +148,15 @@ impl Walker {
 /// Checks (and optionally repairs) an image. With repair, the returned result is that of
 /// the re-check after repairing, with the `*_fixed` counters of the repair pass.
 pub fn check(q: &Qcow2, repair: Repair) -> Result<CheckResult> {
+    let h = q.header();
+    if h.other_extensions
+        .iter()
+        .any(|e| e.kind == super::header::EXT_BITMAPS)
+    {
+        return Err(crate::error::BlockError::Unsupported(
+            "Checking images with persistent dirty bitmaps is not supported".into(),
+        ));
+    }
     let _g = q.exclusive()?;
     let mut meta = q.meta()?;
     if q.writable() {

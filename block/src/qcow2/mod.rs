@@ -20,7 +20,8 @@ use crate::error::{BlockError, Result};
 use crate::file::ImageFile;
 use header::Header;
 use meta::{Extent, L2Kind, Meta, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, classify};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Reads guest data from whatever lies below this layer (zeroes past its end).
 pub trait BackingRead {
@@ -30,6 +31,12 @@ pub trait BackingRead {
 /// Largest run of clusters one allocating write handles at once.
 const MAX_ALLOC_RUN: u64 = 32 << 20;
 
+/// What a write does next (see [`Qcow2::write`]).
+enum Step {
+    Direct(u64, u64),
+    Alloc { run_start: u64, k: u64, host: u64 },
+}
+
 /// An open qcow2 image.
 pub struct Qcow2 {
     file: Arc<ImageFile>,
@@ -38,6 +45,9 @@ pub struct Qcow2 {
     /// Last decompressed cluster (L2 entry, data): sequential small reads of a compressed
     /// image decompress each cluster once.
     last_compressed: Mutex<Option<(u64, Vec<u8>)>>,
+    /// Guest clusters whose allocation is in progress, and the condition writers wait on.
+    inflight: Mutex<HashSet<u64>>,
+    inflight_done: Condvar,
 }
 
 impl std::fmt::Debug for Qcow2 {
@@ -59,6 +69,15 @@ impl Qcow2 {
         let mut first = vec![0u8; len.min(2 << 20) as usize];
         file.read_at(&mut first, 0)?;
         let h = Header::parse(&first, writable)?;
+        let has_bitmaps = h.autoclear_features & header::AUTOCLEAR_BITMAPS != 0
+            || h.other_extensions
+                .iter()
+                .any(|e| e.kind == header::EXT_BITMAPS);
+        if writable && has_bitmaps {
+            return Err(BlockError::Unsupported(
+                "qcow2 images with persistent dirty bitmaps can only be opened read-only".into(),
+            ));
+        }
         let file = Arc::new(file);
         let meta = Meta::load(file.clone(), h, writable)?;
         let q = Qcow2 {
@@ -66,6 +85,8 @@ impl Qcow2 {
             meta: Mutex::new(meta),
             gate: RwLock::new(()),
             last_compressed: Mutex::new(None),
+            inflight: Mutex::new(HashSet::new()),
+            inflight_done: Condvar::new(),
         };
         if writable && q.header().is_dirty() {
             // Lazy refcounts left the image dirty: rebuild refcounts as QEMU does on open.
@@ -117,10 +138,15 @@ impl Qcow2 {
     }
 
     fn read_compressed(&self, entry: u64, buf: &mut [u8], in_off: u64) -> Result<()> {
-        let (cs, bits) = {
+        let (cs, bits, ctype) = {
             let h = self.header();
-            (h.cluster_size(), h.cluster_bits)
+            (h.cluster_size(), h.cluster_bits, h.compression_type)
         };
+        if ctype != 0 {
+            return Err(BlockError::Unsupported(
+                "zstd-compressed clusters are not supported".into(),
+            ));
+        }
         let mut last = self.last_compressed.lock().map_err(|_| poisoned())?;
         if last.as_ref().is_none_or(|(e, _)| *e != entry) {
             let L2Kind::Compressed { offset, size } = classify(entry, bits) else {
@@ -166,14 +192,17 @@ impl Qcow2 {
     /// Current guest content of the cluster at `cluster_off` (for copy-on-write).
     fn cluster_content(
         &self,
-        meta: &mut Meta,
         cluster_off: u64,
         out: &mut [u8],
         backing: Option<&dyn BackingRead>,
     ) -> Result<()> {
-        let entry = meta.l2_entry(cluster_off)?;
-        let kind = classify(entry, meta.h.cluster_bits);
-        meta.check_data_offset(kind, cluster_off)?;
+        let (entry, kind) = {
+            let mut meta = self.meta()?;
+            let entry = meta.l2_entry(cluster_off)?;
+            let kind = classify(entry, meta.h.cluster_bits);
+            meta.check_data_offset(kind, cluster_off)?;
+            (entry, kind)
+        };
         match kind {
             L2Kind::Normal(h) => self.file.read_at(out, h),
             L2Kind::Compressed { .. } => self.read_compressed(entry, out, 0),
@@ -214,88 +243,155 @@ impl Qcow2 {
     }
 
     /// Writes guest data, allocating and copying on write as needed.
+    ///
+    /// Clusters the active layer already owns are written in place without the metadata
+    /// lock. A run of clusters that needs new host clusters is marked in flight, allocated
+    /// under the lock, then filled (copy-on-write reads included) and written without it;
+    /// its L2 entries are set afterwards. A second writer touching an in-flight cluster
+    /// waits for it, so concurrent sub-cluster writes to one new cluster never lose data.
     pub fn write(&self, buf: &[u8], off: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
         let _g = self.shared()?;
-        let mut direct: Vec<(u64, usize, usize)> = Vec::new();
-        {
-            let mut meta = self.meta()?;
-            let cs = meta.cluster_size();
-            let bits = meta.h.cluster_bits;
-            let end = off + buf.len() as u64;
-            let mut pos = off;
-            while pos < end {
-                let in_off = pos % cs;
-                let entry = meta.l2_entry(pos)?;
-                let kind = classify(entry, bits);
-                meta.check_data_offset(kind, pos)?;
-                if let L2Kind::Normal(h) = kind
-                    && entry & OFLAG_COPIED != 0
-                {
-                    let n = (cs - in_off).min(end - pos);
-                    Self::check_overlap(&meta, h + in_off, n)?;
-                    direct.push((h + in_off, (pos - off) as usize, n as usize));
+        let cs = self.cluster_size();
+        let end = off + buf.len() as u64;
+        let mut pos = off;
+        while pos < end {
+            match self.plan_step(pos, end)? {
+                Step::Direct(host, n) => {
+                    let b = (pos - off) as usize;
+                    self.file.write_at(&buf[b..b + n as usize], host)?;
                     pos += n;
-                    continue;
                 }
-                // A run of clusters that need a fresh host cluster.
-                let run_start = pos - in_off;
-                let mut k = 1u64;
-                let mut p = run_start + cs;
-                while p < end && k * cs < MAX_ALLOC_RUN {
-                    let e = meta.l2_entry(p)?;
-                    if matches!(classify(e, bits), L2Kind::Normal(_)) && e & OFLAG_COPIED != 0 {
-                        break;
-                    }
-                    k += 1;
-                    p += cs;
-                }
-                let run_end = end.min(run_start + k * cs);
-                if in_off == 0 && run_end == run_start + k * cs {
-                    // whole clusters: write straight from the caller's buffer
-                    let src = &buf[(pos - off) as usize..(run_end - off) as usize];
-                    let host = meta.alloc_clusters(k)?;
-                    self.file.write_at(src, host)?;
-                    for i in 0..k {
-                        meta.replace_l2_entry(run_start + i * cs, (host + i * cs) | OFLAG_COPIED)?;
-                    }
+                Step::Alloc { run_start, k, host } => {
+                    let run_end = end.min(run_start + k * cs);
+                    let r = self.fill_run(buf, off, pos, run_start, run_end, k, host, backing);
+                    let r = match r {
+                        Ok(()) => self.meta().and_then(|mut meta| {
+                            for i in 0..k {
+                                meta.replace_l2_entry(
+                                    run_start + i * cs,
+                                    (host + i * cs) | OFLAG_COPIED,
+                                )?;
+                            }
+                            Ok(())
+                        }),
+                        Err(e) => {
+                            // nothing refers to the new clusters yet: give them back
+                            if let Ok(mut meta) = self.meta() {
+                                let _ = meta.add_refcount(host, k * cs, -1);
+                            }
+                            Err(e)
+                        }
+                    };
+                    self.end_inflight(run_start, k, cs);
+                    r?;
                     pos = run_end;
-                    continue;
                 }
-                let mut data = vec![0u8; (k * cs) as usize];
-                if in_off != 0 {
-                    self.cluster_content(&mut meta, run_start, &mut data[..cs as usize], backing)?;
-                }
-                let last_start = run_start + (k - 1) * cs;
-                if run_end < last_start + cs && !(k == 1 && in_off != 0) {
-                    let s = ((k - 1) * cs) as usize;
-                    self.cluster_content(
-                        &mut meta,
-                        last_start,
-                        &mut data[s..s + cs as usize],
-                        backing,
-                    )?;
-                }
-                let src = &buf[(pos - off) as usize..(run_end - off) as usize];
-                let d0 = (pos - run_start) as usize;
-                data[d0..d0 + src.len()].copy_from_slice(src);
-                let host = meta.alloc_clusters(k)?;
-                self.file.write_at(&data, host)?;
-                for i in 0..k {
-                    meta.replace_l2_entry(run_start + i * cs, (host + i * cs) | OFLAG_COPIED)?;
-                }
-                pos = run_end;
             }
-        }
-        for (host, b, n) in direct {
-            self.file.write_at(&buf[b..b + n], host)?;
         }
         if let Ok(mut last) = self.last_compressed.lock() {
             *last = None;
         }
         Ok(())
+    }
+
+    /// Decides what to do at `pos`: write in place, or allocate a run (marked in flight).
+    fn plan_step(&self, pos: u64, end: u64) -> Result<Step> {
+        loop {
+            let mut meta = self.meta()?;
+            let cs = meta.cluster_size();
+            let bits = meta.h.cluster_bits;
+            let in_off = pos % cs;
+            let entry = meta.l2_entry(pos)?;
+            let kind = classify(entry, bits);
+            meta.check_data_offset(kind, pos)?;
+            if let L2Kind::Normal(h) = kind
+                && entry & OFLAG_COPIED != 0
+            {
+                let n = (cs - in_off).min(end - pos);
+                Self::check_overlap(&meta, h + in_off, n)?;
+                return Ok(Step::Direct(h + in_off, n));
+            }
+            let run_start = pos - in_off;
+            {
+                let inflight = self.inflight.lock().map_err(|_| poisoned())?;
+                if inflight.contains(&run_start) {
+                    drop(meta);
+                    let _unused = self
+                        .inflight_done
+                        .wait_while(inflight, |s| s.contains(&run_start))
+                        .map_err(|_| poisoned())?;
+                    continue;
+                }
+            }
+            let mut k = 1u64;
+            let mut p = run_start + cs;
+            while p < end && k * cs < MAX_ALLOC_RUN {
+                let e = meta.l2_entry(p)?;
+                if matches!(classify(e, bits), L2Kind::Normal(_)) && e & OFLAG_COPIED != 0 {
+                    break;
+                }
+                if self.inflight.lock().map_err(|_| poisoned())?.contains(&p) {
+                    break;
+                }
+                k += 1;
+                p += cs;
+            }
+            let host = meta.alloc_clusters(k)?;
+            let mut inflight = self.inflight.lock().map_err(|_| poisoned())?;
+            for i in 0..k {
+                inflight.insert(run_start + i * cs);
+            }
+            return Ok(Step::Alloc { run_start, k, host });
+        }
+    }
+
+    fn end_inflight(&self, run_start: u64, k: u64, cs: u64) {
+        let mut inflight = match self.inflight.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for i in 0..k {
+            inflight.remove(&(run_start + i * cs));
+        }
+        drop(inflight);
+        self.inflight_done.notify_all();
+    }
+
+    /// Writes the data of an allocated run: the caller's bytes, plus the old content of
+    /// partially covered first/last clusters.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_run(
+        &self,
+        buf: &[u8],
+        off: u64,
+        pos: u64,
+        run_start: u64,
+        run_end: u64,
+        k: u64,
+        host: u64,
+        backing: Option<&dyn BackingRead>,
+    ) -> Result<()> {
+        let cs = self.cluster_size();
+        let src = &buf[(pos - off) as usize..(run_end - off) as usize];
+        let in_off = pos - run_start;
+        if in_off == 0 && run_end == run_start + k * cs {
+            // whole clusters: straight from the caller's buffer
+            return self.file.write_at(src, host);
+        }
+        let mut data = vec![0u8; (k * cs) as usize];
+        if in_off != 0 {
+            self.cluster_content(run_start, &mut data[..cs as usize], backing)?;
+        }
+        let last_start = run_start + (k - 1) * cs;
+        if run_end < last_start + cs && !(k == 1 && in_off != 0) {
+            let s = ((k - 1) * cs) as usize;
+            self.cluster_content(last_start, &mut data[s..s + cs as usize], backing)?;
+        }
+        data[in_off as usize..in_off as usize + src.len()].copy_from_slice(src);
+        self.file.write_at(&data, host)
     }
 
     /// Whole clusters inside `[off, off+len)` and the partial head/tail ranges.
