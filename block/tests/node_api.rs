@@ -127,8 +127,14 @@ fn concurrent_writers() {
     for slot in 0..128usize {
         let off = (4 << 20) + slot * 16384 + 512;
         let want = 0x60 + (slot % 4) as u8;
-        assert!(content[off..off + 4096].iter().all(|&b| b == want), "slot {slot} lost");
-        assert!(content[off - 512..off].iter().all(|&b| b == 0), "slot {slot} head");
+        assert!(
+            content[off..off + 4096].iter().all(|&b| b == want),
+            "slot {slot} lost"
+        );
+        assert!(
+            content[off - 512..off].iter().all(|&b| b == 0),
+            "slot {slot} head"
+        );
     }
     qemu_io_ok(&t, "read -P 0x44 3M 1M");
 }

@@ -233,7 +233,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         ),
     };
     let workers = match a.value("m") {
-        None => 4,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
         Some(m) => match m.parse::<usize>() {
             Ok(n @ 1..=16) => n,
             _ => {
