@@ -70,10 +70,7 @@ pub fn run(argv: &[String]) -> ImgResult {
     drop(probe);
     let empty = !a.has("d") && !a.has("b");
     let (top, base) = reopen(&chain, base_idx, empty)?;
-    let workers: usize = std::env::var("VMM_IMG_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut copier = CommitCopier::new(top.clone(), base, 8 * DEFAULT_CHUNK)?.with_workers(workers);
     let mut progress = Progress::new(a.has("p") && !a.has("q"));
     let started = Instant::now();
