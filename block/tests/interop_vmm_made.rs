@@ -233,3 +233,31 @@ fn check_reports_and_repairs_like_qemu() {
         Some(63)
     );
 }
+
+#[test]
+fn dirty_lazy_refcount_image_is_repaired_on_open() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("lazy.qcow2");
+    let a = s(&p);
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "lazy_refcounts=on",
+        a,
+        "4M",
+    ]);
+    qemu_io_ok(a, "write -P 7 0 256k");
+    // simulate a crash with lazy refcounts: dirty bit set, refcount of a data cluster lost
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[79] |= 1;
+    bytes[0x20000 + 8..0x20000 + 10].copy_from_slice(&0u16.to_be_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    assert!(vmm_img_ok(&["info", "--output=json", a]).contains("\"dirty-flag\": true"));
+    vmm_img_ok(&["resize", a, "8M"]);
+    assert_clean(a);
+    assert!(qemu_img_ok(&["info", "--output=json", a]).contains("\"dirty-flag\": false"));
+    qemu_io_ok(a, "read -P 7 0 256k");
+}

@@ -89,8 +89,14 @@ impl Qcow2 {
             inflight_done: Condvar::new(),
         };
         if writable && q.header().is_dirty() {
-            // Lazy refcounts left the image dirty: rebuild refcounts as QEMU does on open.
+            // Lazy refcounts left the image dirty: repair refcounts as QEMU does on open,
+            // then clear the dirty bit.
             check::check(&q, check::Repair::All)?;
+            let mut meta = q.meta()?;
+            meta.h.incompatible_features &= !header::INCOMPAT_DIRTY;
+            q.file
+                .write_at(&meta.h.incompatible_features.to_be_bytes(), 72)?;
+            q.file.sync()?;
         }
         Ok(q)
     }
