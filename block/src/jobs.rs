@@ -30,6 +30,16 @@ pub fn buffer_is_zero(buf: &[u8]) -> bool {
     is_zero(buf)
 }
 
+/// How `copy_range` writes into its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// Plain writes (commit: nobody else writes the target).
+    Overwrite,
+    /// Only where the target allocates nothing yet (stream into a node the guest may be
+    /// writing: newer guest data is never overwritten with older backing data).
+    IntoUnallocated,
+}
+
 /// Copies `[off, off+len)` as read through `src` into `dst`: zero runs become
 /// `write_zeroes`, the rest is written. `buf` is reused scratch space.
 pub fn copy_range(
@@ -38,13 +48,17 @@ pub fn copy_range(
     off: u64,
     len: u64,
     buf: &mut Vec<u8>,
+    mode: CopyMode,
 ) -> Result<()> {
     buf.resize(len as usize, 0);
     src.read(&mut buf[..len as usize], off)?;
-    if is_zero(&buf[..len as usize]) {
-        return dst.write_zeroes(off, len);
+    let zero = is_zero(&buf[..len as usize]);
+    match (mode, zero) {
+        (CopyMode::Overwrite, true) => dst.write_zeroes(off, len),
+        (CopyMode::Overwrite, false) => dst.write(&buf[..len as usize], off),
+        (CopyMode::IntoUnallocated, true) => dst.write_zeroes_unallocated(off, len),
+        (CopyMode::IntoUnallocated, false) => dst.write_unallocated(&buf[..len as usize], off),
     }
-    dst.write(&buf[..len as usize], off)
 }
 
 /// Copies every run with `copy_range`, on up to `workers` threads (each with its own
@@ -55,10 +69,11 @@ pub fn copy_runs(
     runs: &[(u64, u64)],
     workers: usize,
     buf: &mut Vec<u8>,
+    mode: CopyMode,
 ) -> Result<()> {
     if workers <= 1 || runs.len() <= 1 {
         for &(off, len) in runs {
-            copy_range(src, dst, off, len, buf)?;
+            copy_range(src, dst, off, len, buf, mode)?;
         }
         return Ok(());
     }
@@ -74,7 +89,7 @@ pub fn copy_runs(
                         let Some(&(off, len)) = runs.get(i) else {
                             return Ok(());
                         };
-                        copy_range(src, dst, off, len, &mut b)?;
+                        copy_range(src, dst, off, len, &mut b, mode)?;
                     }
                 })
             })
@@ -174,7 +189,14 @@ impl StreamCopier {
             }
             off += l.max(1);
         }
-        copy_runs(&self.top, &self.top, &runs, self.workers, &mut self.buf)?;
+        copy_runs(
+            &self.top,
+            &self.top,
+            &runs,
+            self.workers,
+            &mut self.buf,
+            CopyMode::IntoUnallocated,
+        )?;
         self.pos = start + len;
         Ok(len)
     }
@@ -273,7 +295,14 @@ impl CommitCopier {
             }
             off += l;
         }
-        copy_runs(&self.top, &self.base, &runs, self.workers, &mut self.buf)?;
+        copy_runs(
+            &self.top,
+            &self.base,
+            &runs,
+            self.workers,
+            &mut self.buf,
+            CopyMode::Overwrite,
+        )?;
         self.pos = start + len;
         Ok(len)
     }

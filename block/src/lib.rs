@@ -25,6 +25,12 @@
 //! * Threading: every method blocks its caller on file I/O (`pread`/`pwrite`, no async
 //!   runtime inside). Device and job threads call them directly; async code uses
 //!   [`asyncio`], which runs them on tokio's blocking pool.
+//! * Dirty tracking: [`BlockNode::add_dirty_bitmap`] returns a [`dirty::DirtyBitmap`] that
+//!   every later write, write-zeroes and discard marks (after completing); an active commit
+//!   or mirror copies what it reports until it is clean, then pivots.
+//! * Stream safety: [`BlockNode::write_unallocated`] / [`BlockNode::write_zeroes_unallocated`]
+//!   write only clusters the layer does not allocate yet, atomically against concurrent
+//!   writers, so streaming under a running guest never replaces newer guest data.
 //! * Jobs ([`jobs`]): [`jobs::StreamCopier`] and [`jobs::CommitCopier`] copy one bounded
 //!   chunk per `step()` so the driver can pause, rate-limit and report `offset`/`len`;
 //!   `finish()` changes the backing link. [`jobs::create_overlay`] makes an external
@@ -40,6 +46,7 @@
 //! [`img::main`].
 
 pub mod asyncio;
+pub mod dirty;
 pub mod error;
 pub mod file;
 pub mod img;

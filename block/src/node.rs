@@ -7,6 +7,7 @@
 //! worker threads. Reads of unallocated ranges go down the backing chain; the backing link
 //! can be replaced at runtime (`set_backing`), which is how stream and commit finish.
 
+use crate::dirty::DirtyBitmap;
 use crate::error::{BlockError, Result};
 use crate::file::ImageFile;
 use crate::qcow2::meta::Extent;
@@ -115,6 +116,7 @@ pub struct BlockNode {
     driver: Driver,
     read_only: bool,
     backing: RwLock<Option<Arc<BlockNode>>>,
+    dirty: RwLock<Vec<Arc<DirtyBitmap>>>,
 }
 
 /// QEMU's `path_combine`: a relative backing name is relative to the overlay's directory.
@@ -162,6 +164,7 @@ impl BlockNode {
             driver,
             read_only: opts.read_only,
             backing: RwLock::new(None),
+            dirty: RwLock::new(Vec::new()),
         };
         let backing = match &opts.backing {
             Backing::None => None,
@@ -317,6 +320,60 @@ impl BlockNode {
                 let backing = self.backing();
                 q.write(buf, off, backing.as_deref().map(|b| b as &dyn BackingRead))
             }
+        }?;
+        self.mark_dirty(off, buf.len() as u64);
+        Ok(())
+    }
+
+    /// Writes only where this layer allocates nothing yet (the clusters a concurrent
+    /// guest write has already filled are left alone): the copy step of stream. On raw
+    /// nodes everything is allocated, so nothing is written.
+    pub fn write_unallocated(&self, buf: &[u8], off: u64) -> Result<()> {
+        self.check_writable()?;
+        self.check_range(off, buf.len() as u64)?;
+        if let Driver::Qcow2(q) = &self.driver {
+            let backing = self.backing();
+            q.write_unallocated(buf, off, backing.as_deref().map(|b| b as &dyn BackingRead))?;
+        }
+        Ok(())
+    }
+
+    /// `write_zeroes` limited to what this layer does not allocate yet (stream).
+    pub fn write_zeroes_unallocated(&self, off: u64, len: u64) -> Result<()> {
+        self.check_writable()?;
+        self.check_range(off, len)?;
+        if let Driver::Qcow2(q) = &self.driver {
+            let backing = self.backing();
+            q.write_zeroes_unallocated(
+                off,
+                len,
+                backing.as_deref().map(|b| b as &dyn BackingRead),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts tracking writes in a new dirty bitmap (active commit / mirror).
+    pub fn add_dirty_bitmap(&self, granularity: u64) -> Arc<DirtyBitmap> {
+        let b = Arc::new(DirtyBitmap::new(self.size(), granularity));
+        if let Ok(mut v) = self.dirty.write() {
+            v.push(b.clone());
+        }
+        b
+    }
+
+    /// Stops tracking with `bitmap`.
+    pub fn remove_dirty_bitmap(&self, bitmap: &Arc<DirtyBitmap>) {
+        if let Ok(mut v) = self.dirty.write() {
+            v.retain(|b| !Arc::ptr_eq(b, bitmap));
+        }
+    }
+
+    fn mark_dirty(&self, off: u64, len: u64) {
+        if let Ok(v) = self.dirty.read() {
+            for b in v.iter() {
+                b.mark(off, len);
+            }
         }
     }
 
@@ -330,7 +387,9 @@ impl BlockNode {
                 let backing = self.backing();
                 q.write_zeroes(off, len, backing.as_deref().map(|b| b as &dyn BackingRead))
             }
-        }
+        }?;
+        self.mark_dirty(off, len);
+        Ok(())
     }
 
     /// Discards the range (QEMU semantics: whole clusters; on qcow2 v3 they read as zero).
@@ -340,7 +399,9 @@ impl BlockNode {
         match &self.driver {
             Driver::Raw(r) => r.write_zeroes(off, len),
             Driver::Qcow2(q) => q.discard(off, len, self.backing().is_some()),
-        }
+        }?;
+        self.mark_dirty(off, len);
+        Ok(())
     }
 
     /// Drops the range from this layer so it reads from the backing file (qcow2 only).
@@ -352,7 +413,9 @@ impl BlockNode {
                 "Image format 'raw' cannot drop data to its backing file".into(),
             )),
             Driver::Qcow2(q) => q.make_unallocated(off, len),
-        }
+        }?;
+        self.mark_dirty(off, len);
+        Ok(())
     }
 
     /// Makes every completed write durable.

@@ -34,7 +34,13 @@ const MAX_ALLOC_RUN: u64 = 32 << 20;
 /// What a write does next (see [`Qcow2::write`]).
 enum Step {
     Direct(u64, u64),
-    Alloc { run_start: u64, k: u64, host: u64 },
+    /// Leave these bytes alone (`only_unallocated` and the cluster is allocated).
+    Skip(u64),
+    Alloc {
+        run_start: u64,
+        k: u64,
+        host: u64,
+    },
 }
 
 /// An open qcow2 image.
@@ -256,6 +262,27 @@ impl Qcow2 {
     /// its L2 entries are set afterwards. A second writer touching an in-flight cluster
     /// waits for it, so concurrent sub-cluster writes to one new cluster never lose data.
     pub fn write(&self, buf: &[u8], off: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
+        self.write_impl(buf, off, backing, false)
+    }
+
+    /// Writes only into clusters this layer does not allocate yet, atomically with respect
+    /// to other writers: stream's copy step, which must never overwrite newer guest data.
+    pub fn write_unallocated(
+        &self,
+        buf: &[u8],
+        off: u64,
+        backing: Option<&dyn BackingRead>,
+    ) -> Result<()> {
+        self.write_impl(buf, off, backing, true)
+    }
+
+    fn write_impl(
+        &self,
+        buf: &[u8],
+        off: u64,
+        backing: Option<&dyn BackingRead>,
+        only_unallocated: bool,
+    ) -> Result<()> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
@@ -264,7 +291,8 @@ impl Qcow2 {
         let end = off + buf.len() as u64;
         let mut pos = off;
         while pos < end {
-            match self.plan_step(pos, end)? {
+            match self.plan_step(pos, end, only_unallocated)? {
+                Step::Skip(n) => pos += n,
                 Step::Direct(host, n) => {
                     let b = (pos - off) as usize;
                     self.file.write_at(&buf[b..b + n as usize], host)?;
@@ -304,7 +332,7 @@ impl Qcow2 {
     }
 
     /// Decides what to do at `pos`: write in place, or allocate a run (marked in flight).
-    fn plan_step(&self, pos: u64, end: u64) -> Result<Step> {
+    fn plan_step(&self, pos: u64, end: u64, only_unallocated: bool) -> Result<Step> {
         loop {
             let mut meta = self.meta()?;
             let cs = meta.cluster_size();
@@ -313,6 +341,14 @@ impl Qcow2 {
             let entry = meta.l2_entry(pos)?;
             let kind = classify(entry, bits);
             meta.check_data_offset(kind, pos)?;
+            let in_flight = self
+                .inflight
+                .lock()
+                .map_err(|_| poisoned())?
+                .contains(&(pos - in_off));
+            if only_unallocated && kind != L2Kind::Unallocated && !in_flight {
+                return Ok(Step::Skip((cs - in_off).min(end - pos)));
+            }
             if let L2Kind::Normal(h) = kind
                 && entry & OFLAG_COPIED != 0
             {
@@ -337,6 +373,9 @@ impl Qcow2 {
             while p < end && k * cs < MAX_ALLOC_RUN {
                 let e = meta.l2_entry(p)?;
                 if matches!(classify(e, bits), L2Kind::Normal(_)) && e & OFLAG_COPIED != 0 {
+                    break;
+                }
+                if only_unallocated && classify(e, bits) != L2Kind::Unallocated {
                     break;
                 }
                 if self.inflight.lock().map_err(|_| poisoned())?.contains(&p) {
@@ -427,6 +466,26 @@ impl Qcow2 {
         len: u64,
         backing: Option<&dyn BackingRead>,
     ) -> Result<()> {
+        self.write_zeroes_impl(off, len, backing, false)
+    }
+
+    /// `write_zeroes` limited to clusters this layer does not allocate yet (stream).
+    pub fn write_zeroes_unallocated(
+        &self,
+        off: u64,
+        len: u64,
+        backing: Option<&dyn BackingRead>,
+    ) -> Result<()> {
+        self.write_zeroes_impl(off, len, backing, true)
+    }
+
+    fn write_zeroes_impl(
+        &self,
+        off: u64,
+        len: u64,
+        backing: Option<&dyn BackingRead>,
+        only_unallocated: bool,
+    ) -> Result<()> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
@@ -443,6 +502,10 @@ impl Qcow2 {
                 let kind = classify(meta.l2_entry(c)?, bits);
                 let reads_zero = matches!(kind, L2Kind::Zero(_))
                     || (kind == L2Kind::Unallocated && backing.is_none());
+                if only_unallocated && kind != L2Kind::Unallocated {
+                    c += cs;
+                    continue;
+                }
                 if !reads_zero {
                     if v3 {
                         meta.replace_l2_entry(c, OFLAG_ZERO)?;
@@ -465,7 +528,7 @@ impl Qcow2 {
         }
         let zeroes = vec![0u8; cs as usize];
         for (o, l) in zero_data {
-            self.write(&zeroes[..l as usize], o, backing)?;
+            self.write_impl(&zeroes[..l as usize], o, backing, only_unallocated)?;
         }
         Ok(())
     }
