@@ -456,16 +456,11 @@ impl BlockNode {
                     if data {
                         Extent::Data(off)
                     } else {
-                        Extent::Zero(None)
+                        Extent::Zero(Some(off))
                     },
                 ))
             }
-            Driver::Qcow2(q) => {
-                let m = q.map(off, len)?;
-                m.first()
-                    .copied()
-                    .ok_or_else(|| BlockError::Argument("Empty block status request".into()))
-            }
+            Driver::Qcow2(q) => q.map_first(off, len),
         }
     }
 

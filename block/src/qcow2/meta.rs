@@ -577,6 +577,34 @@ impl Meta {
         Ok(())
     }
 
+    /// The first run of [`Meta::map`] only (stops at the first change of kind).
+    pub fn map_first(&mut self, off: u64, len: u64) -> Result<(u64, Extent)> {
+        let cs = self.cluster_size();
+        let mut pos = off;
+        let end = off.saturating_add(len).min(self.h.size);
+        let mut first: Option<(u64, Extent)> = None;
+        while pos < end {
+            let n = (cs - pos % cs).min(end - pos);
+            let (_, ext) = self
+                .map(pos, n)?
+                .into_iter()
+                .next()
+                .unwrap_or((n, Extent::Unallocated));
+            match (&mut first, ext) {
+                (None, e) => first = Some((n, e)),
+                (Some((l, Extent::Data(h0))), Extent::Data(h)) if *h0 + *l == h => *l += n,
+                (Some((l, Extent::Zero(None))), Extent::Zero(None)) => *l += n,
+                (Some((l, Extent::Zero(Some(h0)))), Extent::Zero(Some(h))) if *h0 + *l == h => {
+                    *l += n
+                }
+                (Some((l, Extent::Unallocated)), Extent::Unallocated) => *l += n,
+                _ => break,
+            }
+            pos += n;
+        }
+        first.ok_or_else(|| BlockError::Argument("Empty block status request".into()))
+    }
+
     /// Maps `[off, off+len)` into runs of one kind (clamped to the virtual size).
     pub fn map(&mut self, off: u64, len: u64) -> Result<Vec<(u64, Extent)>> {
         let cs = self.cluster_size();

@@ -149,6 +149,12 @@ impl Qcow2 {
         self.meta()?.map(off, len)
     }
 
+    /// The first run of [`Qcow2::map`].
+    pub fn map_first(&self, off: u64, len: u64) -> Result<(u64, Extent)> {
+        let _g = self.shared()?;
+        self.meta()?.map_first(off, len)
+    }
+
     fn read_compressed(&self, entry: u64, buf: &mut [u8], in_off: u64) -> Result<()> {
         let (cs, bits, ctype) = {
             let h = self.header();
