@@ -159,6 +159,19 @@ impl Meta {
         let l1 = read_table_prefix(&file, h.l1_table_offset, h.l1_size.into())?;
         let rt_entries = u64::from(h.refcount_table_clusters) * cs / 8;
         let reftable = read_table_prefix(&file, h.refcount_table_offset, rt_entries)?;
+        if writable {
+            // A refcount block listed twice would make every allocation scan the same
+            // block over and over (and corrupt it): refuse to write to such an image.
+            let mut seen = std::collections::HashSet::new();
+            for e in &reftable {
+                let off = e & REFT_OFFSET_MASK;
+                if off != 0 && !seen.insert(off) {
+                    return Err(corrupt(format!(
+                        "Refcount block at {off:#x} is listed twice in the refcount table"
+                    )));
+                }
+            }
+        }
         Ok(Meta {
             l2: TableCache::new(cs, 32 << 20),
             refblocks: TableCache::new(cs, 8 << 20),
