@@ -532,7 +532,8 @@ impl Qcow2 {
                 }
             }
         }
-        let zeroes = vec![0u8; cs as usize];
+        let longest = zero_data.iter().map(|&(_, l)| l).max().unwrap_or(0);
+        let zeroes = vec![0u8; longest.max(cs) as usize];
         for (o, l) in zero_data {
             self.write_impl(&zeroes[..l as usize], o, backing, only_unallocated)?;
         }

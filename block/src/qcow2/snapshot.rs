@@ -213,6 +213,41 @@ pub(crate) fn update_tree(meta: &mut Meta, l1: &[u64], delta: i64) -> Result<()>
     Ok(())
 }
 
+/// Checks that one more reference to every cluster reachable from `l1` fits the refcount
+/// width, before anything is changed (1-bit refcounts cannot hold snapshots at all).
+pub(crate) fn check_tree_increment(meta: &mut Meta, l1: &[u64]) -> Result<()> {
+    let cs = meta.cluster_size();
+    let bits = meta.h.cluster_bits;
+    let per = meta.h.l2_entries();
+    let max = meta.max_refcount();
+    let mut adds: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for e in l1 {
+        let l2 = e & OFFSET_MASK;
+        if l2 == 0 || !l2.is_multiple_of(cs) {
+            continue;
+        }
+        *adds.entry(l2 / cs).or_default() += 1;
+        for idx in 0..per {
+            let entry = meta.l2_get(l2, idx)?;
+            if let Some((h, len)) = entry_host_range(classify(entry, bits), cs) {
+                for c in h / cs..=(h + len.max(1) - 1) / cs {
+                    *adds.entry(c).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (c, n) in adds {
+        let cur = meta.refcount(c)?;
+        if cur.checked_add(n).is_none_or(|v| v > max) {
+            return Err(BlockError::Argument(format!(
+                "Refcount overflow: cluster {c} cannot take {n} more references with {}-bit refcounts",
+                meta.h.refcount_bits()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Sets COPIED exactly where the refcount is 1 in the active tree.
 pub(crate) fn fix_copied(meta: &mut Meta) -> Result<u64> {
     let cs = meta.cluster_size();
@@ -319,6 +354,7 @@ impl Qcow2 {
         let cs = meta.cluster_size();
         let mut l1: Vec<u64> = meta.l1.iter().map(|e| e & !OFLAG_COPIED).collect();
         l1.resize(meta.h.l1_size as usize, 0);
+        check_tree_increment(&mut meta, &l1)?;
         let l1_bytes = (l1.len() as u64 * 8).max(8);
         let l1_off = meta.alloc_clusters(l1_bytes.div_ceil(cs))?;
         meta.file.write_at(&encode_table(&l1, 0), l1_off)?;
@@ -395,6 +431,7 @@ impl Qcow2 {
         let sn_l1 = Self::snapshot_l1(&meta, &sn)?;
         let new_size = sn.disk_size.unwrap_or(meta.h.size);
         let need = meta.h.l1_entries_for(new_size).max(sn_l1.len() as u64);
+        check_tree_increment(&mut meta, &sn_l1)?;
         update_tree(&mut meta, &sn_l1, 1)?;
         meta.writeback()?;
         let old_l1 = meta.l1.clone();
