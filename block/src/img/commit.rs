@@ -54,7 +54,10 @@ pub fn run(argv: &[String]) -> ImgResult {
         Some(b) => nodes
             .iter()
             .skip(1)
-            .position(|n| same_file(n.filename(), b))
+            .position(|n| {
+                same_file(n.filename(), b)
+                    || same_file(n.filename(), &crate::node::combine_backing_path(path, b))
+            })
             .map(|i| i + 1)
             .ok_or_else(|| {
                 ImgError::new(format!(
