@@ -21,7 +21,9 @@
 //!     [`ImageInfo`], serialisable to exactly the JSON of `qemu-img info --output=json` and
 //!     QMP `query-block`'s `image` member (field names `virtual-size`, `backing-image`, ...).
 //!   - Internal snapshots through [`BlockNode::qcow2`]: [`Qcow2::snapshots`],
-//!     [`Qcow2::snapshot_create`], [`Qcow2::snapshot_apply`], [`Qcow2::snapshot_delete`].
+//!     [`Qcow2::snapshot_create`], [`Qcow2::snapshot_apply`], [`Qcow2::snapshot_delete`];
+//!     with VM state (savevm/loadvm): [`Qcow2::write_vmstate`],
+//!     [`Qcow2::snapshot_create_vmstate`], [`Qcow2::read_vmstate`].
 //! * Threading: every method blocks its caller on file I/O (`pread`/`pwrite`, no async
 //!   runtime inside). Device and job threads call them directly; async code uses
 //!   [`asyncio`], which runs them on tokio's blocking pool.

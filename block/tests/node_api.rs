@@ -433,3 +433,38 @@ fn write_unallocated_never_replaces_newer_data() {
     drop(top);
     clean(s(&t));
 }
+
+#[test]
+fn snapshot_with_vm_state() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("vm.qcow2");
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&p), "4M"]);
+    qemu_io_ok(s(&p), "write -P 0x21 0 1M");
+    let node = BlockNode::open(s(&p), &rw()).unwrap();
+    let q = node.qcow2().unwrap();
+    let state: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    q.write_vmstate(&state[..100_000], 0).unwrap();
+    q.write_vmstate(&state[100_000..], 100_000).unwrap();
+    q.snapshot_create_vmstate("vm1", 2_500_000_000, state.len() as u64)
+        .unwrap();
+    node.write(&[0x22; 65536], 0).unwrap();
+    node.flush().unwrap();
+    drop(node);
+    clean(s(&p));
+    let list = qemu_img_ok(&["snapshot", "-l", s(&p)]);
+    assert!(
+        list.contains("vm1") && list.contains("293 KiB") && list.contains("00:00:02.500"),
+        "{list}"
+    );
+    let node = BlockNode::open(s(&p), &rw()).unwrap();
+    let q = node.qcow2().unwrap();
+    q.snapshot_apply("vm1").unwrap();
+    let mut back = vec![0u8; state.len()];
+    q.read_vmstate(&mut back, 0).unwrap();
+    assert!(back == state, "VM state differs after loadvm");
+    let mut b = [0u8; 512];
+    node.read(&mut b, 0).unwrap();
+    assert_eq!(b, [0x21; 512]);
+    drop(node);
+    clean(s(&p));
+}

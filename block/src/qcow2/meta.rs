@@ -620,11 +620,22 @@ impl Meta {
 
     /// Maps `[off, off+len)` into runs of one kind (clamped to the virtual size).
     pub fn map(&mut self, off: u64, len: u64) -> Result<Vec<(u64, Extent)>> {
+        let end = off.saturating_add(len).min(self.h.size);
+        self.map_to(off, end)
+    }
+
+    /// Offset of the VM state area: the first guest offset past the L1 entries the disk
+    /// needs (QEMU's `qcow2_vm_state_offset`).
+    pub fn vmstate_offset(&self) -> u64 {
+        self.h.l1_entries_for(self.h.size) * self.cluster_size() * self.h.l2_entries()
+    }
+
+    /// Like [`Meta::map`] without clamping to the virtual size (VM state area).
+    pub fn map_to(&mut self, off: u64, end: u64) -> Result<Vec<(u64, Extent)>> {
         let cs = self.cluster_size();
         let bits = self.h.cluster_bits;
         let mut out: Vec<(u64, Extent)> = Vec::new();
         let mut pos = off;
-        let end = off.saturating_add(len).min(self.h.size);
         while pos < end {
             let in_off = pos % cs;
             let n = (cs - in_off).min(end - pos);

@@ -155,7 +155,7 @@ impl Qcow2 {
         self.meta()?.map_first(off, len)
     }
 
-    fn read_compressed(&self, entry: u64, buf: &mut [u8], in_off: u64) -> Result<()> {
+    pub(crate) fn read_compressed(&self, entry: u64, buf: &mut [u8], in_off: u64) -> Result<()> {
         let (cs, bits, ctype) = {
             let h = self.header();
             (h.cluster_size(), h.cluster_bits, h.compression_type)
@@ -550,6 +550,12 @@ impl Qcow2 {
     /// Drops whole clusters of the range from this layer so they read from the backing
     /// file again (QEMU's full discard; `qemu-img commit` empties the top with it).
     pub fn make_unallocated(&self, off: u64, len: u64) -> Result<()> {
+        self.discard_impl(off, len, 2)
+    }
+
+    /// Drops whole clusters of `[off, off+len)` without the virtual-size limit (the VM
+    /// state area lies past it).
+    pub(crate) fn discard_impl_unclamped(&self, off: u64, len: u64) -> Result<()> {
         self.discard_impl(off, len, 2)
     }
 

@@ -338,6 +338,87 @@ impl Qcow2 {
 
     /// Creates an internal snapshot of the current disk state.
     pub fn snapshot_create(&self, name: &str, vm_clock_nsec: u64) -> Result<Snapshot> {
+        self.snapshot_create_vmstate(name, vm_clock_nsec, 0)
+    }
+
+    /// Writes VM state (savevm's RAM and device state) at `pos` of the active image's VM
+    /// state area, past the guest disk, where QEMU keeps it. Call before
+    /// [`Qcow2::snapshot_create_vmstate`], which captures it into the snapshot.
+    pub fn write_vmstate(&self, buf: &[u8], pos: u64) -> Result<()> {
+        if !self.writable() {
+            return Err(BlockError::ReadOnly);
+        }
+        let end = pos
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| BlockError::Argument("VM state too large".into()))?;
+        {
+            let _g = self.exclusive()?;
+            let mut meta = self.meta()?;
+            let need = meta.h.l1_entries_for(meta.vmstate_offset() + end);
+            if need > super::header::MAX_L1_BYTES / 8 {
+                return Err(BlockError::Argument("VM state too large".into()));
+            }
+            if need > u64::from(meta.h.l1_size) {
+                let mut l1 = meta.l1.clone();
+                l1.resize(need as usize, 0);
+                meta.replace_l1(l1)?;
+            }
+        }
+        let base = self.meta()?.vmstate_offset();
+        self.write(buf, base + pos, None)
+    }
+
+    /// Reads VM state from the active image's VM state area (after
+    /// [`Qcow2::snapshot_apply`] it holds the applied snapshot's state).
+    pub fn read_vmstate(&self, buf: &mut [u8], pos: u64) -> Result<()> {
+        let _g = self.shared()?;
+        let base = self.meta()?.vmstate_offset();
+        let start = base + pos;
+        let extents = self.meta()?.map_to(start, start + buf.len() as u64)?;
+        let cs = self.cluster_size();
+        let mut done = 0usize;
+        for (len, ext) in extents {
+            let part = &mut buf[done..done + len as usize];
+            match ext {
+                super::meta::Extent::Data(h) => self.file().read_at(part, h)?,
+                super::meta::Extent::Compressed(e) => {
+                    self.read_compressed(e, part, (start + done as u64) % cs)?
+                }
+                _ => part.fill(0),
+            }
+            done += len as usize;
+        }
+        buf[done..].fill(0);
+        Ok(())
+    }
+
+    /// Creates an internal snapshot whose VM state is the first `vm_state_size` bytes
+    /// written with [`Qcow2::write_vmstate`]; the active image then drops its copy of the
+    /// state (the snapshot keeps it), as QEMU does.
+    pub fn snapshot_create_vmstate(
+        &self,
+        name: &str,
+        vm_clock_nsec: u64,
+        vm_state_size: u64,
+    ) -> Result<Snapshot> {
+        let sn = self.snapshot_create_inner(name, vm_clock_nsec, vm_state_size)?;
+        if vm_state_size > 0 {
+            let (base, cs) = {
+                let m = self.meta()?;
+                (m.vmstate_offset(), m.cluster_size())
+            };
+            self.discard_impl_unclamped(base, vm_state_size.next_multiple_of(cs))?;
+            self.flush()?;
+        }
+        Ok(sn)
+    }
+
+    fn snapshot_create_inner(
+        &self,
+        name: &str,
+        vm_clock_nsec: u64,
+        vm_state_size: u64,
+    ) -> Result<Snapshot> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
@@ -380,7 +461,7 @@ impl Qcow2 {
             date_sec: now.as_secs() as u32,
             date_nsec: now.subsec_micros() * 1000,
             vm_clock_nsec,
-            vm_state_size: 0,
+            vm_state_size,
             disk_size: Some(meta.h.size),
             icount: Some(0),
         };
