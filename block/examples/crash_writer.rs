@@ -29,12 +29,25 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let regions = node.size() / (128 << 10);
+    // numbered regions fill the first 2/3 of the disk; the last third is scratch space
+    // that is written, zeroed and discarded over and over (freeing and reusing clusters)
+    let scratch = node.size() / 3 * 2;
+    let regions = scratch / (128 << 10);
     let mut out = std::io::stdout();
     for i in 0..regions {
         let (off, len, pat) = region(i);
         if let Err(e) = node.write(&vec![pat; len], off) {
             eprintln!("crash_writer: write {i}: {e}");
+            std::process::exit(1);
+        }
+        let s_off = scratch + (i * 7 % 64) * 65536;
+        let churn = match i % 3 {
+            0 => node.write(&vec![0x5c; 65536 + 4096], s_off),
+            1 => node.discard(s_off, 3 * 65536),
+            _ => node.write_zeroes(s_off + 512, 2 * 65536),
+        };
+        if let Err(e) = churn {
+            eprintln!("crash_writer: scratch op {i}: {e}");
             std::process::exit(1);
         }
         if i % 8 == 7 {

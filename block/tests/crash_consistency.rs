@@ -31,12 +31,17 @@ fn writer_path() -> PathBuf {
 #[test]
 fn killed_writer_leaves_consistent_image() {
     let writer = writer_path();
-    for (round, delay_ms) in [70u64, 95, 120, 150, 190].into_iter().enumerate() {
+    // kill after the writer announced `after` durable writes, plus a small delay, so the
+    // kill lands in the middle of the run at a different point each round
+    for (round, (after, delay_us)) in [(7u64, 0u64), (23, 300), (47, 900), (71, 1500), (95, 2500)]
+        .into_iter()
+        .enumerate()
+    {
         let d = tempfile::tempdir().unwrap();
         let base = d.path().join("base.qcow2");
         let top = d.path().join("top.qcow2");
-        qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "16M"]);
-        qemu_io_ok(s(&base), "write -P 0xaa 0 16M");
+        qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "24M"]);
+        qemu_io_ok(s(&base), "write -P 0xaa 0 24M");
         qemu_img_ok(&[
             "create",
             "-q",
@@ -53,18 +58,27 @@ fn killed_writer_leaves_consistent_image() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn crash_writer");
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
         let mut durable: Option<u64> = None;
-        if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("F ") {
-                    durable = n.parse().ok();
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("F ") {
+                durable = n.parse().ok();
+                if durable.is_some_and(|n| n >= after) {
+                    break;
                 }
             }
         }
-        eprintln!("round {round}: killed after {delay_ms} ms, durable up to write {durable:?}");
+        std::thread::sleep(Duration::from_micros(delay_us));
+        let _ = child.kill();
+        let _ = child.wait();
+        for line in lines.map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("F ") {
+                durable = n.parse().ok();
+            }
+        }
+        eprintln!(
+            "round {round}: killed after write {after} + {delay_us} us, durable up to write {durable:?}"
+        );
         let o = qemu_img(&["check", s(&top)]);
         assert!(
             matches!(o.status.code(), Some(0) | Some(3)),
