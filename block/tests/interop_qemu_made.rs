@@ -130,6 +130,17 @@ fn info_map_measure_match_qemu() {
         vmm_img_ok(&["snapshot", "-l", &t]),
         qemu_img_ok(&["snapshot", "-l", &t])
     );
+    for img in [&_b, &_m, &t] {
+        for args in [
+            vec!["check", img.as_str()],
+            vec!["check", "--output=json", img.as_str()],
+        ] {
+            let v = vmm_img(&args);
+            let q = qemu_img(&args);
+            assert_eq!(v.stdout, q.stdout, "{args:?}");
+            assert_eq!(v.status.code(), q.status.code(), "{args:?}");
+        }
+    }
 }
 
 #[test]
