@@ -3,13 +3,13 @@
 #
 # A 1 GiB qcow2 image holding 256 MiB of data, and a 2-layer chain (the same image as
 # base plus an overlay with 64 MiB of its own). For each operation both tools run on
-# fresh copies of the same input, best of $REPS runs; the ratio is qemu-img time divided
+# fresh copies of the same input, alternating, best of $REPS runs each; the ratio is qemu-img time divided
 # by vmm-img time (> 1 means vmm-img is faster).
 #
-# Usage: bench/img_bench.sh [workdir]     (REPS=3 by default; needs qemu-img, qemu-io)
+# Usage: bench/img_bench.sh [workdir]     (REPS=5 by default; needs qemu-img, qemu-io)
 set -euo pipefail
 
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${1:-$(mktemp -d /tmp/img-bench.XXXXXX)}
 mkdir -p "$WORK"
@@ -56,26 +56,19 @@ time_cmd() {
     echo "$t1 - $t0" | bc -l
 }
 
-best() { # best TOOL SETUP ARGS...
-    local tool=$1 setup=$2; shift 2
-    local b=""
-    for _ in $(seq "$REPS"); do
-        local t
-        t=$(time_cmd "$setup" "$tool" "$@")
-        if [ -z "$b" ] || (( $(echo "$t < $b" | bc -l) )); then b=$t; fi
-    done
-    echo "$b"
-}
+min() { if [ -z "$1" ] || (( $(echo "$2 < $1" | bc -l) )); then echo "$2"; else echo "$1"; fi; }
 
 reset_chain='cp base.orig base.qcow2; cp top.orig top.qcow2'
 clean_out='rm -f out.raw out.qcow2'
 
 printf "%-28s %12s %12s %10s %14s\n" "operation" "qemu-img s" "vmm-img s" "ratio" "vmm MiB/s"
-run() { # run NAME MIB SETUP ARGS...
+run() { # run NAME MIB SETUP ARGS...: the tools alternate, best of $REPS each
     local name=$1 mib=$2 setup=$3; shift 3
-    local q v
-    q=$(best qemu-img "$setup" "$@")
-    v=$(best "$VMM_IMG" "$setup" "$@")
+    local q="" v="" t
+    for _ in $(seq "$REPS"); do
+        t=$(time_cmd "$setup" qemu-img "$@"); q=$(min "$q" "$t")
+        t=$(time_cmd "$setup" "$VMM_IMG" "$@"); v=$(min "$v" "$t")
+    done
     printf "%-28s %12.3f %12.3f %9.2fx %14.0f\n" "$name" "$q" "$v" \
         "$(echo "$q / $v" | bc -l)" "$(echo "$mib / $v" | bc -l)"
 }

@@ -3,14 +3,16 @@
 //!
 //! The source is walked with block status: ranges that read as zero are skipped (the new
 //! target already reads as zero), data ranges are read in large chunks by several worker
-//! threads, and only the non-zero pieces are written (cluster-sized pieces for qcow2
-//! targets, 4 KiB for raw, QEMU's `-S` default). `-c` writes compressed clusters.
+//! threads (uncompressed data mapped straight from the source file), and only the non-zero
+//! pieces are handed to one writer thread (cluster-sized pieces for qcow2 targets, 4 KiB
+//! for raw, QEMU's `-S` default). `-c` compresses and writes in the workers.
 
 use super::create::{create_raw, formatting_line, parse_format_options, qcow2_options};
 use super::progress::Progress;
 use super::size::parse_size;
 use super::{ImgError, ImgResult, args, open_image, parse_format};
 use crate::error::Result;
+use crate::file::Mapping;
 use crate::jobs::buffer_is_zero;
 use crate::node::{Backing, BlockNode, Format};
 use crate::qcow2::create::create;
@@ -35,14 +37,49 @@ struct Plan {
     existing: bool,
 }
 
-fn write_pieces(p: &Plan, buf: &[u8], off: u64) -> Result<()> {
+/// Source bytes of one piece: a copy, or a mapping of the source file (no copy).
+enum Bytes {
+    Owned(Arc<Vec<u8>>),
+    Mapped(Arc<Mapping>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// What the writer does with one part of a chunk.
+enum Piece {
+    /// Write `bytes[range]` at `off`.
+    Write {
+        off: u64,
+        bytes: Arc<Bytes>,
+        start: usize,
+        end: usize,
+    },
+    /// Make `[off, off+len)` read as zero (only for existing targets, `-n`).
+    Zero { off: u64, len: u64 },
+}
+
+/// Splits a data run into the pieces to write, skipping zero granules (zero detection).
+fn split_pieces(p: &Plan, bytes: Arc<Bytes>, off: u64, out: &mut Vec<Piece>) {
+    let buf = bytes.as_slice();
     if p.sparse == 0 {
-        return p.dst.write(buf, off);
+        out.push(Piece::Write {
+            off,
+            start: 0,
+            end: buf.len(),
+            bytes,
+        });
+        return;
     }
     let g = p.sparse as usize;
     let mut i = 0;
     while i < buf.len() {
-        // skip zero pieces
         let mut j = i;
         while j < buf.len() {
             let e = (j - j % g + g).min(buf.len());
@@ -52,7 +89,10 @@ fn write_pieces(p: &Plan, buf: &[u8], off: u64) -> Result<()> {
             j = e;
         }
         if j > i && p.existing {
-            p.dst.write_zeroes(off + i as u64, (j - i) as u64)?;
+            out.push(Piece::Zero {
+                off: off + i as u64,
+                len: (j - i) as u64,
+            });
         }
         i = j;
         if i >= buf.len() {
@@ -66,40 +106,49 @@ fn write_pieces(p: &Plan, buf: &[u8], off: u64) -> Result<()> {
             }
             k = e;
         }
-        p.dst.write(&buf[i..k], off + i as u64)?;
+        out.push(Piece::Write {
+            off: off + i as u64,
+            bytes: bytes.clone(),
+            start: i,
+            end: k,
+        });
         i = k;
+    }
+}
+
+/// Compressed output: the worker compresses and writes each cluster itself.
+fn compress_chunk(p: &Plan, start: u64, buf: &mut Vec<u8>) -> Result<()> {
+    let end = (start + CHUNK).min(p.size);
+    let cs = p.dst.cluster_size();
+    let q = p.dst.qcow2();
+    let mut off = start;
+    while off < end {
+        let n = cs.min(p.size - off);
+        buf.resize(cs as usize, 0);
+        buf.fill(0);
+        p.src.read(&mut buf[..n as usize], off)?;
+        if !buffer_is_zero(buf) {
+            match q {
+                Some(q) if n == cs => q.write_compressed(off, buf)?,
+                _ => p.dst.write(&buf[..n as usize], off)?,
+            }
+        }
+        off += cs;
     }
     Ok(())
 }
 
-fn do_chunk(p: &Plan, start: u64, buf: &mut Vec<u8>) -> Result<()> {
+/// Reads one chunk of the source and returns what to write.
+fn read_chunk(p: &Plan, start: u64) -> Result<Vec<Piece>> {
     let end = (start + CHUNK).min(p.size);
-    if p.compress {
-        let cs = p.dst.cluster_size();
-        let q = p.dst.qcow2();
-        let mut off = start;
-        while off < end {
-            let n = cs.min(p.size - off);
-            buf.resize(cs as usize, 0);
-            buf.fill(0);
-            p.src.read(&mut buf[..n as usize], off)?;
-            if !buffer_is_zero(buf) {
-                match q {
-                    Some(q) if n == cs => q.write_compressed(off, buf)?,
-                    _ => p.dst.write(&buf[..n as usize], off)?,
-                }
-            }
-            off += cs;
-        }
-        return Ok(());
-    }
+    let mut pieces = Vec::new();
     let mut off = start;
     while off < end {
         let st = p.src.block_status(off, end - off)?;
         let len = st.len.min(end - off);
         if st.zero && !st.data {
             if p.existing {
-                p.dst.write_zeroes(off, len)?;
+                pieces.push(Piece::Zero { off, len });
             }
         } else {
             // Uncompressed data is mapped from its layer's file, saving a copy.
@@ -110,25 +159,28 @@ fn do_chunk(p: &Plan, start: u64, buf: &mut Vec<u8>) -> Result<()> {
                     .and_then(|n| n.file().map(host, len as usize)),
                 _ => None,
             };
-            match mapped {
-                Some(m) => write_pieces(p, &m, off)?,
+            let bytes = match mapped {
+                Some(m) => Bytes::Mapped(Arc::new(m)),
                 None => {
-                    buf.resize(len as usize, 0);
-                    p.src.read(&mut buf[..len as usize], off)?;
-                    write_pieces(p, &buf[..len as usize], off)?;
+                    let mut buf = vec![0u8; len as usize];
+                    p.src.read(&mut buf, off)?;
+                    Bytes::Owned(Arc::new(buf))
                 }
-            }
+            };
+            split_pieces(p, Arc::new(bytes), off, &mut pieces);
         }
         off += len;
     }
-    Ok(())
+    Ok(pieces)
 }
 
+/// Worker threads read (and, for `-c`, compress and write); this thread writes, so buffered
+/// writes to one target file do not contend on its inode lock.
 fn copy(p: &Plan, workers: usize, progress: &mut Progress) -> Result<()> {
     let chunks = p.size.div_ceil(CHUNK);
     let next = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<Result<u64>>();
+    let (tx, rx) = mpsc::sync_channel::<Result<(u64, Vec<Piece>)>>(workers * 2);
     std::thread::scope(|s| {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -145,8 +197,12 @@ fn copy(p: &Plan, workers: usize, progress: &mut Progress) -> Result<()> {
                         break;
                     }
                     let start = i * CHUNK;
-                    let r =
-                        do_chunk(p, start, &mut buf).map(|_| (start + CHUNK).min(p.size) - start);
+                    let bytes = (start + CHUNK).min(p.size) - start;
+                    let r = if p.compress {
+                        compress_chunk(p, start, &mut buf).map(|_| (bytes, Vec::new()))
+                    } else {
+                        read_chunk(p, start).map(|v| (bytes, v))
+                    };
                     if r.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -160,12 +216,27 @@ fn copy(p: &Plan, workers: usize, progress: &mut Progress) -> Result<()> {
         let mut done = 0;
         let mut first_err = None;
         for r in rx {
+            let r = r.and_then(|(n, pieces)| {
+                for piece in pieces {
+                    match piece {
+                        Piece::Write {
+                            off,
+                            bytes,
+                            start,
+                            end,
+                        } => p.dst.write(&bytes.as_slice()[start..end], off)?,
+                        Piece::Zero { off, len } => p.dst.write_zeroes(off, len)?,
+                    }
+                }
+                Ok(n)
+            });
             match r {
                 Ok(n) => {
                     done += n;
                     progress.update(done, p.size);
                 }
                 Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
                     if first_err.is_none() {
                         first_err = Some(e);
                     }
