@@ -1,2 +1,4 @@
 //! `vmm-img`: the qemu-img-compatible image tool (logic lives in the `block` crate).
-fn main() {}
+fn main() {
+    std::process::exit(block::img::main());
+}
