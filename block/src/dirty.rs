@@ -21,11 +21,7 @@ impl DirtyBitmap {
     pub fn new(size: u64, granularity: u64) -> Self {
         let granularity = granularity.max(512).next_power_of_two();
         let bits = size.div_ceil(granularity);
-        DirtyBitmap {
-            granularity,
-            size,
-            words: Mutex::new(vec![0; bits.div_ceil(64) as usize]),
-        }
+        DirtyBitmap { granularity, size, words: Mutex::new(vec![0; bits.div_ceil(64) as usize]) }
     }
 
     pub fn granularity(&self) -> u64 {

@@ -39,10 +39,7 @@ pub type Result<T> = std::result::Result<T, BlockError>;
 impl BlockError {
     /// Wraps an `io::Error` with context.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        BlockError::Io {
-            context: context.into(),
-            source,
-        }
+        BlockError::Io { context: context.into(), source }
     }
 
     /// The errno behind this error, if it came from the OS (used for exit codes and
@@ -81,14 +78,8 @@ mod tests {
 
     #[test]
     fn io_errors_read_like_strerror() {
-        let e = BlockError::io(
-            "Could not open 'x'",
-            io::Error::from_raw_os_error(libc::ENOENT),
-        );
-        assert_eq!(
-            e.to_string(),
-            "Could not open 'x': No such file or directory"
-        );
+        let e = BlockError::io("Could not open 'x'", io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(e.to_string(), "Could not open 'x': No such file or directory");
         assert_eq!(e.errno(), Some(libc::ENOENT));
     }
 }

@@ -28,22 +28,13 @@ impl ImageFile {
             .write(writable)
             .open(path)
             .ctx(|| format!("Could not open '{}'", path.display()))?;
-        if file
-            .metadata()
-            .ctx(|| format!("Could not open '{}'", path.display()))?
-            .is_dir()
-        {
+        if file.metadata().ctx(|| format!("Could not open '{}'", path.display()))?.is_dir() {
             return Err(BlockError::io(
                 format!("Could not open '{}'", path.display()),
                 std::io::Error::from_raw_os_error(libc::EISDIR),
             ));
         }
-        Ok(ImageFile {
-            file,
-            path: path.to_path_buf(),
-            writable,
-            no_flush: AtomicBool::new(false),
-        })
+        Ok(ImageFile { file, path: path.to_path_buf(), writable, no_flush: AtomicBool::new(false) })
     }
 
     /// Creates (truncating) `path` for writing.
@@ -55,12 +46,7 @@ impl ImageFile {
             .truncate(true)
             .open(path)
             .ctx(|| format!("Could not create '{}'", path.display()))?;
-        Ok(ImageFile {
-            file,
-            path: path.to_path_buf(),
-            writable: true,
-            no_flush: AtomicBool::new(false),
-        })
+        Ok(ImageFile { file, path: path.to_path_buf(), writable: true, no_flush: AtomicBool::new(false) })
     }
 
     pub fn path(&self) -> &Path {
@@ -83,10 +69,7 @@ impl ImageFile {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(BlockError::io(
-                        format!("Could not read '{}'", self.path.display()),
-                        e,
-                    ));
+                    return Err(BlockError::io(format!("Could not read '{}'", self.path.display()), e));
                 }
             }
         }
@@ -98,9 +81,7 @@ impl ImageFile {
         if !self.writable {
             return Err(BlockError::ReadOnly);
         }
-        self.file
-            .write_all_at(buf, offset)
-            .ctx(|| format!("Could not write to '{}'", self.path.display()))
+        self.file.write_all_at(buf, offset).ctx(|| format!("Could not write to '{}'", self.path.display()))
     }
 
     /// Makes flushes no-ops (`cache=unsafe`); metadata ordering is kept, durability is not.
@@ -113,18 +94,12 @@ impl ImageFile {
         if !self.writable || self.no_flush.load(Ordering::Relaxed) {
             return Ok(());
         }
-        self.file
-            .sync_data()
-            .ctx(|| format!("Could not flush '{}'", self.path.display()))
+        self.file.sync_data().ctx(|| format!("Could not flush '{}'", self.path.display()))
     }
 
     /// Current file length.
     pub fn len(&self) -> Result<u64> {
-        Ok(self
-            .file
-            .metadata()
-            .ctx(|| format!("Could not stat '{}'", self.path.display()))?
-            .len())
+        Ok(self.file.metadata().ctx(|| format!("Could not stat '{}'", self.path.display()))?.len())
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -133,12 +108,7 @@ impl ImageFile {
 
     /// Bytes the file occupies on the host (qemu-img's "disk size" / `actual-size`).
     pub fn allocated_bytes(&self) -> Result<u64> {
-        Ok(self
-            .file
-            .metadata()
-            .ctx(|| format!("Could not stat '{}'", self.path.display()))?
-            .blocks()
-            * 512)
+        Ok(self.file.metadata().ctx(|| format!("Could not stat '{}'", self.path.display()))?.blocks() * 512)
     }
 
     /// Sets the file length.
@@ -146,9 +116,7 @@ impl ImageFile {
         if !self.writable {
             return Err(BlockError::ReadOnly);
         }
-        self.file
-            .set_len(len)
-            .ctx(|| format!("Could not resize '{}'", self.path.display()))
+        self.file.set_len(len).ctx(|| format!("Could not resize '{}'", self.path.display()))
     }
 
     /// Deallocates `[offset, offset+len)` on the host, leaving a hole that reads as zeroes.
@@ -267,12 +235,7 @@ impl ImageFile {
         if ptr == libc::MAP_FAILED {
             return None;
         }
-        Some(Mapping {
-            ptr,
-            map_len,
-            skip,
-            len,
-        })
+        Some(Mapping { ptr, map_len, skip, len })
     }
 }
 
@@ -302,9 +265,6 @@ mod tests {
     #[test]
     fn missing_file_has_qemu_message() {
         let e = ImageFile::open(Path::new("/nonexistent/x.img"), false).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Could not open '/nonexistent/x.img': No such file or directory"
-        );
+        assert_eq!(e.to_string(), "Could not open '/nonexistent/x.img': No such file or directory");
     }
 }

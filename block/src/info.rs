@@ -69,10 +69,7 @@ pub struct FormatSpecific {
 pub struct ImageInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Vec<SnapshotInfo>>,
-    #[serde(
-        rename = "backing-filename-format",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "backing-filename-format", skip_serializing_if = "Option::is_none")]
     pub backing_filename_format: Option<String>,
     #[serde(rename = "virtual-size")]
     pub virtual_size: u64,
@@ -84,10 +81,7 @@ pub struct ImageInfo {
     pub actual_size: Option<u64>,
     #[serde(rename = "format-specific", skip_serializing_if = "Option::is_none")]
     pub format_specific: Option<FormatSpecific>,
-    #[serde(
-        rename = "full-backing-filename",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "full-backing-filename", skip_serializing_if = "Option::is_none")]
     pub full_backing_filename: Option<String>,
     #[serde(rename = "backing-filename", skip_serializing_if = "Option::is_none")]
     pub backing_filename: Option<String>,
@@ -125,12 +119,7 @@ impl BlockNode {
                 kind: "qcow2".into(),
                 data: Qcow2Specific {
                     compat: if v3 { "1.1" } else { "0.10" }.into(),
-                    compression_type: if h.compression_type == 1 {
-                        "zstd"
-                    } else {
-                        "zlib"
-                    }
-                    .into(),
+                    compression_type: if h.compression_type == 1 { "zstd" } else { "zlib" }.into(),
                     lazy_refcounts: v3.then_some(h.lazy_refcounts()),
                     refcount_bits: h.refcount_bits(),
                     corrupt: v3.then_some(h.is_corrupt()),
@@ -171,22 +160,14 @@ fn fmt_g3(v: f64) -> String {
     }
     let decimals = (2 - exp).max(0) as usize;
     let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// QEMU's `size_to_str`: `196 KiB`, `1.26 MiB`, `64 MiB`, `0 B`.
 pub fn size_to_str(val: u64) -> String {
     const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     let x = val as f64 / (1000.0 / 1024.0);
-    let i = if x < 1.0 {
-        0
-    } else {
-        ((x.log2().floor() as i64) / 10).clamp(0, 6) as usize
-    };
+    let i = if x < 1.0 { 0 } else { ((x.log2().floor() as i64) / 10).clamp(0, 6) as usize };
     let div = (1u128 << (i * 10)) as f64;
     format!("{} {}B", fmt_g3(val as f64 / div), SUFFIXES[i])
 }
@@ -250,9 +231,7 @@ pub fn human(info: &ImageInfo) -> String {
         info.format,
         size_to_str(info.virtual_size),
         info.virtual_size,
-        info.actual_size
-            .map(size_to_str)
-            .unwrap_or_else(|| "unavailable".into())
+        info.actual_size.map(size_to_str).unwrap_or_else(|| "unavailable".into())
     );
     if let Some(cs) = info.cluster_size {
         s.push_str(&format!("cluster_size: {cs}\n"));

@@ -96,9 +96,7 @@ pub fn copy_runs(
             .collect();
         let mut res = Ok(());
         for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(BlockError::Invalid("Copy worker failed".into())));
+            let r = h.join().unwrap_or_else(|_| Err(BlockError::Invalid("Copy worker failed".into())));
             if res.is_ok() {
                 res = r;
             }
@@ -134,15 +132,7 @@ impl StreamCopier {
             )));
         }
         let end = top.size();
-        Ok(StreamCopier {
-            top,
-            base,
-            pos: 0,
-            end,
-            chunk: chunk.max(65536),
-            workers: 1,
-            buf: Vec::new(),
-        })
+        Ok(StreamCopier { top, base, pos: 0, end, chunk: chunk.max(65536), workers: 1, buf: Vec::new() })
     }
 
     /// Copies the runs of one chunk on up to `n` threads.
@@ -189,14 +179,7 @@ impl StreamCopier {
             }
             off += l.max(1);
         }
-        copy_runs(
-            &self.top,
-            &self.top,
-            &runs,
-            self.workers,
-            &mut self.buf,
-            CopyMode::IntoUnallocated,
-        )?;
+        copy_runs(&self.top, &self.top, &runs, self.workers, &mut self.buf, CopyMode::IntoUnallocated)?;
         self.pos = start + len;
         Ok(len)
     }
@@ -208,8 +191,7 @@ impl StreamCopier {
         match &self.base {
             Some(b) => {
                 let name = backing_name.unwrap_or(b.filename()).to_string();
-                self.top
-                    .set_backing(Some(b.clone()), Some(&name), Some(b.format().name()))
+                self.top.set_backing(Some(b.clone()), Some(&name), Some(b.format().name()))
             }
             None => self.top.set_backing(None, None, None),
         }
@@ -230,9 +212,7 @@ pub struct CommitCopier {
 impl CommitCopier {
     pub fn new(top: Arc<BlockNode>, base: Arc<BlockNode>, chunk: u64) -> Result<Self> {
         if Arc::ptr_eq(&top, &base) {
-            return Err(BlockError::Argument(
-                "cannot commit an image into itself".into(),
-            ));
+            return Err(BlockError::Argument("cannot commit an image into itself".into()));
         }
         if !top.chain().iter().skip(1).any(|n| Arc::ptr_eq(n, &base)) {
             return Err(BlockError::Argument(format!(
@@ -248,15 +228,7 @@ impl CommitCopier {
             base.resize(top.size())?;
         }
         let end = top.size();
-        Ok(CommitCopier {
-            top,
-            base,
-            pos: 0,
-            end,
-            chunk: chunk.max(65536),
-            workers: 1,
-            buf: Vec::new(),
-        })
+        Ok(CommitCopier { top, base, pos: 0, end, chunk: chunk.max(65536), workers: 1, buf: Vec::new() })
     }
 
     /// Copies the runs of one chunk on up to `n` threads.
@@ -295,14 +267,7 @@ impl CommitCopier {
             }
             off += l;
         }
-        copy_runs(
-            &self.top,
-            &self.base,
-            &runs,
-            self.workers,
-            &mut self.buf,
-            CopyMode::Overwrite,
-        )?;
+        copy_runs(&self.top, &self.base, &runs, self.workers, &mut self.buf, CopyMode::Overwrite)?;
         self.pos = start + len;
         Ok(len)
     }

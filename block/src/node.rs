@@ -46,11 +46,7 @@ impl Format {
         let f = ImageFile::open(path, false)?;
         let mut magic = [0u8; 4];
         f.read_at(&mut magic, 0)?;
-        Ok(if magic == *b"QFI\xfb" {
-            Format::Qcow2
-        } else {
-            Format::Raw
-        })
+        Ok(if magic == *b"QFI\xfb" { Format::Qcow2 } else { Format::Raw })
     }
 }
 
@@ -77,10 +73,7 @@ pub struct OpenOptions {
 
 impl OpenOptions {
     pub fn read_only() -> Self {
-        OpenOptions {
-            read_only: true,
-            ..Default::default()
-        }
+        OpenOptions { read_only: true, ..Default::default() }
     }
 }
 
@@ -137,11 +130,7 @@ impl BlockNode {
         Self::open_inner(path, opts, &mut seen)
     }
 
-    fn open_inner(
-        path: &str,
-        opts: &OpenOptions,
-        seen: &mut HashSet<PathBuf>,
-    ) -> Result<Arc<BlockNode>> {
+    fn open_inner(path: &str, opts: &OpenOptions, seen: &mut HashSet<PathBuf>) -> Result<Arc<BlockNode>> {
         let p = Path::new(path);
         let format = match opts.format {
             Some(f) => f,
@@ -151,9 +140,7 @@ impl BlockNode {
         if let Ok(c) = std::fs::canonicalize(p)
             && !seen.insert(c)
         {
-            return Err(BlockError::Invalid(format!(
-                "Backing file '{path}' creates an infinite loop."
-            )));
+            return Err(BlockError::Invalid(format!("Backing file '{path}' creates an infinite loop.")));
         }
         let driver = match format {
             Format::Raw => Driver::Raw(Raw::open(file)?),
@@ -173,24 +160,17 @@ impl BlockNode {
                 None => None,
                 Some(name) => {
                     let full = combine_backing_path(path, &name);
-                    let fmt = match node.backing_format_name() {
-                        Some(f) => Some(Format::parse(&f).map_err(|e| {
-                            BlockError::Invalid(format!("Could not open backing file: {e}"))
-                        })?),
-                        None => None,
-                    };
-                    let bopts = OpenOptions {
-                        format: fmt,
-                        read_only: true,
-                        backing: Backing::FromHeader,
-                    };
+                    let fmt =
+                        match node.backing_format_name() {
+                            Some(f) => Some(Format::parse(&f).map_err(|e| {
+                                BlockError::Invalid(format!("Could not open backing file: {e}"))
+                            })?),
+                            None => None,
+                        };
+                    let bopts = OpenOptions { format: fmt, read_only: true, backing: Backing::FromHeader };
                     let b = Self::open_inner(&full, &bopts, seen).map_err(|e| match e {
-                        BlockError::Invalid(m) if m.contains("infinite loop") => {
-                            BlockError::Invalid(m)
-                        }
-                        other => {
-                            BlockError::Invalid(format!("Could not open backing file: {other}"))
-                        }
+                        BlockError::Invalid(m) if m.contains("infinite loop") => BlockError::Invalid(m),
+                        other => BlockError::Invalid(format!("Could not open backing file: {other}")),
                     })?;
                     Some(b)
                 }
@@ -281,21 +261,13 @@ impl BlockNode {
     fn check_range(&self, off: u64, len: u64) -> Result<()> {
         let size = self.size();
         if off.checked_add(len).is_none_or(|e| e > size) {
-            return Err(BlockError::OutOfRange {
-                offset: off,
-                len,
-                size,
-            });
+            return Err(BlockError::OutOfRange { offset: off, len, size });
         }
         Ok(())
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.read_only {
-            Err(BlockError::ReadOnly)
-        } else {
-            Ok(())
-        }
+        if self.read_only { Err(BlockError::ReadOnly) } else { Ok(()) }
     }
 
     /// Reads guest data (through the backing chain).
@@ -344,11 +316,7 @@ impl BlockNode {
         self.check_range(off, len)?;
         if let Driver::Qcow2(q) = &self.driver {
             let backing = self.backing();
-            q.write_zeroes_unallocated(
-                off,
-                len,
-                backing.as_deref().map(|b| b as &dyn BackingRead),
-            )?;
+            q.write_zeroes_unallocated(off, len, backing.as_deref().map(|b| b as &dyn BackingRead))?;
         }
         Ok(())
     }
@@ -409,9 +377,9 @@ impl BlockNode {
         self.check_writable()?;
         self.check_range(off, len)?;
         match &self.driver {
-            Driver::Raw(_) => Err(BlockError::Unsupported(
-                "Image format 'raw' cannot drop data to its backing file".into(),
-            )),
+            Driver::Raw(_) => {
+                Err(BlockError::Unsupported("Image format 'raw' cannot drop data to its backing file".into()))
+            }
             Driver::Qcow2(q) => q.make_unallocated(off, len),
         }?;
         self.mark_dirty(off, len);
@@ -436,9 +404,7 @@ impl BlockNode {
             Driver::Raw(r) => r.resize(size),
             Driver::Qcow2(q) => {
                 if !size.is_multiple_of(512) {
-                    return Err(BlockError::Argument(
-                        "The new size must be a multiple of 512".into(),
-                    ));
+                    return Err(BlockError::Argument("The new size must be a multiple of 512".into()));
                 }
                 q.resize(size)
             }
@@ -451,14 +417,7 @@ impl BlockNode {
             Driver::Raw(r) => {
                 let (data, end) = r.status(off, off + len);
                 let l = (end - off).clamp(1, len);
-                Ok((
-                    l,
-                    if data {
-                        Extent::Data(off)
-                    } else {
-                        Extent::Zero(Some(off))
-                    },
-                ))
+                Ok((l, if data { Extent::Data(off) } else { Extent::Zero(Some(off)) }))
             }
             Driver::Qcow2(q) => q.map_first(off, len),
         }
@@ -559,9 +518,7 @@ impl BlockNode {
     ) -> Result<()> {
         self.check_writable()?;
         let Some(q) = self.qcow2() else {
-            return Err(BlockError::Unsupported(
-                "Image format 'raw' does not support backing files".into(),
-            ));
+            return Err(BlockError::Unsupported("Image format 'raw' does not support backing files".into()));
         };
         q.set_backing(name, format)?;
         self.set_backing_node(node);

@@ -13,10 +13,7 @@ pub struct Raw {
 impl Raw {
     pub fn open(file: ImageFile) -> Result<Raw> {
         let size = file.len()?;
-        Ok(Raw {
-            file,
-            size: AtomicU64::new(size),
-        })
+        Ok(Raw { file, size: AtomicU64::new(size) })
     }
 
     pub fn file(&self) -> &ImageFile {

@@ -27,29 +27,15 @@ fn patch(b: &[u8], off: usize, val: &[u8]) -> Vec<u8> {
 fn timed(args: &[&str]) -> std::process::Output {
     let t = Instant::now();
     let o = vmm_img(args);
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "vmm-img {args:?} took {:?}",
-        t.elapsed()
-    );
-    assert!(
-        o.status.code().is_some(),
-        "vmm-img {args:?} died from a signal"
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "vmm-img {args:?} took {:?}", t.elapsed());
+    assert!(o.status.code().is_some(), "vmm-img {args:?} died from a signal");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "vmm-img {args:?} panicked: {err}"
-    );
+    assert!(!err.contains("panicked"), "vmm-img {args:?} panicked: {err}");
     o
 }
 
 fn first_err(o: &std::process::Output, prefix: &str) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .replace(prefix, "")
+    String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("").replace(prefix, "")
 }
 
 #[test]
@@ -75,10 +61,7 @@ fn header_errors_match_qemu() {
         ("backing_offset", patch(&b, 8, &be64(0x20000))),
         ("too_big", patch(&b, 24, &be64(1 << 62))),
         ("compression_bit", patch(&b, 104, &[1])),
-        (
-            "compression_type",
-            patch(&patch(&b, 104, &[5]), 72, &be64(8)),
-        ),
+        ("compression_type", patch(&patch(&b, 104, &[5]), 72, &be64(8))),
         ("encryption3", patch(&b, 32, &be32(3))),
         ("truncated", b[..50].to_vec()),
     ];
@@ -91,11 +74,7 @@ fn header_errors_match_qemu() {
             let v = timed(&args);
             let q = qemu_img(&args);
             assert_eq!(v.status.code(), q.status.code(), "{name} {cmd:?}");
-            assert_eq!(
-                first_err(&v, "vmm-img: "),
-                first_err(&q, "qemu-img: "),
-                "{name} {cmd:?}"
-            );
+            assert_eq!(first_err(&v, "vmm-img: "), first_err(&q, "qemu-img: "), "{name} {cmd:?}");
         }
     }
     // not qcow2 at all
@@ -116,51 +95,26 @@ fn hostile_tables_fail_cleanly() {
     let l2 = 0x40000usize;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // L2 entry far past EOF
-        (
-            "l2_past_eof",
-            patch(&b, l2, &(0x8000_00ff_0000_0000u64).to_be_bytes()),
-        ),
+        ("l2_past_eof", patch(&b, l2, &(0x8000_00ff_0000_0000u64).to_be_bytes())),
         // L1 entry pointing past EOF
-        (
-            "l1_past_eof",
-            patch(&b, l1, &(0x8000_00ff_0000_0000u64).to_be_bytes()),
-        ),
+        ("l1_past_eof", patch(&b, l1, &(0x8000_00ff_0000_0000u64).to_be_bytes())),
         // unaligned L2 table
-        (
-            "l1_unaligned_entry",
-            patch(&b, l1, &(0x8000_0000_0004_0200u64).to_be_bytes()),
-        ),
+        ("l1_unaligned_entry", patch(&b, l1, &(0x8000_0000_0004_0200u64).to_be_bytes())),
         // unaligned data cluster
-        (
-            "l2_unaligned_entry",
-            patch(&b, l2, &(0x8000_0000_0005_0200u64).to_be_bytes()),
-        ),
+        ("l2_unaligned_entry", patch(&b, l2, &(0x8000_0000_0005_0200u64).to_be_bytes())),
         // data cluster pointing at the header
-        (
-            "l2_points_at_header",
-            patch(&b, l2, &(0x8000_0000_0000_0000u64 | 0x10000).to_be_bytes()),
-        ),
+        ("l2_points_at_header", patch(&b, l2, &(0x8000_0000_0000_0000u64 | 0x10000).to_be_bytes())),
         // compressed cluster with garbage
-        (
-            "bad_compressed",
-            patch(&b, l2, &(0x4000_0000_0005_0000u64).to_be_bytes()),
-        ),
+        ("bad_compressed", patch(&b, l2, &(0x4000_0000_0005_0000u64).to_be_bytes())),
         // refcount at its maximum
-        (
-            "refcount_max",
-            patch(&b, 0x20000 + 10, &0xffffu16.to_be_bytes()),
-        ),
+        ("refcount_max", patch(&b, 0x20000 + 10, &0xffffu16.to_be_bytes())),
         // refcount table entry past EOF
-        (
-            "refblock_past_eof",
-            patch(&b, 0x10000, &(0x00ff_0000_0000u64).to_be_bytes()),
-        ),
+        ("refblock_past_eof", patch(&b, 0x10000, &(0x00ff_0000_0000u64).to_be_bytes())),
         // L1 covering every entry with the same L2 table
         ("l1_all_same", {
             let mut v = b.clone();
             for i in 0..16 {
-                v[l1 + i * 8..l1 + i * 8 + 8]
-                    .copy_from_slice(&(0x8000_0000_0004_0000u64).to_be_bytes());
+                v[l1 + i * 8..l1 + i * 8 + 8].copy_from_slice(&(0x8000_0000_0004_0000u64).to_be_bytes());
             }
             v
         }),
@@ -171,11 +125,7 @@ fn hostile_tables_fail_cleanly() {
         std::fs::write(&p, &bytes).unwrap();
         let v = timed(&["check", s(&p)]);
         let q = qemu_img(&["check", s(&p)]);
-        assert!(
-            matches!(v.status.code(), Some(0..=3)),
-            "{name}: check exit {:?}",
-            v.status.code()
-        );
+        assert!(matches!(v.status.code(), Some(0..=3)), "{name}: check exit {:?}", v.status.code());
         if name != "bad_compressed" {
             assert_eq!(v.status.code(), q.status.code(), "{name}: check exit code");
         }
@@ -201,17 +151,7 @@ fn backing_chain_errors() {
     let b = d.path().join("b.qcow2");
     let m = d.path().join("m.qcow2");
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&a), "1M"]);
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "a.qcow2",
-        "-F",
-        "qcow2",
-        s(&b),
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", s(&b)]);
     qemu_img_ok(&["rebase", "-u", "-b", "b.qcow2", "-F", "qcow2", s(&a)]);
     let v = timed(&["info", "--backing-chain", s(&b)]);
     let q = qemu_img(&["info", "--backing-chain", s(&b)]);
@@ -219,42 +159,19 @@ fn backing_chain_errors() {
     assert_eq!(first_err(&v, "vmm-img: "), first_err(&q, "qemu-img: "));
     let v = timed(&["convert", "-O", "raw", s(&b), s(&d.path().join("o.raw"))]);
     assert_eq!(v.status.code(), Some(1));
-    assert!(
-        first_err(&v, "").contains("infinite loop"),
-        "{}",
-        first_err(&v, "")
-    );
+    assert!(first_err(&v, "").contains("infinite loop"), "{}", first_err(&v, ""));
     // the same file as its own backing
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&m), "1M"]);
     qemu_img_ok(&["rebase", "-u", "-b", "m.qcow2", "-F", "qcow2", s(&m)]);
     let v = timed(&["convert", "-O", "raw", s(&m), s(&d.path().join("o.raw"))]);
     assert_eq!(v.status.code(), Some(1));
     // missing backing file
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-u",
-        "-b",
-        "missing.qcow2",
-        "-F",
-        "qcow2",
-        s(&m),
-        "1M",
-    ]);
-    for args in [
-        vec!["convert", "-O", "raw", s(&m), "/dev/null"],
-        vec!["info", "--backing-chain", s(&m)],
-    ] {
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-u", "-b", "missing.qcow2", "-F", "qcow2", s(&m), "1M"]);
+    for args in [vec!["convert", "-O", "raw", s(&m), "/dev/null"], vec!["info", "--backing-chain", s(&m)]] {
         let v = timed(&args);
         let q = qemu_img(&args);
         assert_eq!(v.status.code(), q.status.code(), "{args:?}");
-        assert_eq!(
-            first_err(&v, "vmm-img: "),
-            first_err(&q, "qemu-img: "),
-            "{args:?}"
-        );
+        assert_eq!(first_err(&v, "vmm-img: "), first_err(&q, "qemu-img: "), "{args:?}");
     }
     // info without the chain still works
     assert!(vmm_img_ok(&["info", s(&m)]).contains("backing file: missing.qcow2"));

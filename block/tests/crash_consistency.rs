@@ -33,31 +33,17 @@ fn killed_writer_leaves_consistent_image() {
     let writer = writer_path();
     // kill after the writer announced `after` durable writes, plus a small delay, so the
     // kill lands in the middle of the run at a different point each round
-    for (round, (after, delay_us)) in [(7u64, 0u64), (23, 300), (47, 900), (71, 1500), (95, 2500)]
-        .into_iter()
-        .enumerate()
+    for (round, (after, delay_us)) in
+        [(7u64, 0u64), (23, 300), (47, 900), (71, 1500), (95, 2500)].into_iter().enumerate()
     {
         let d = tempfile::tempdir().unwrap();
         let base = d.path().join("base.qcow2");
         let top = d.path().join("top.qcow2");
         qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "24M"]);
         qemu_io_ok(s(&base), "write -P 0xaa 0 24M");
-        qemu_img_ok(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            s(&top),
-        ]);
-        let mut child = Command::new(&writer)
-            .arg(s(&top))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn crash_writer");
+        qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&top)]);
+        let mut child =
+            Command::new(&writer).arg(s(&top)).stdout(Stdio::piped()).spawn().expect("spawn crash_writer");
         let mut durable: Option<u64> = None;
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         for line in lines.by_ref().map_while(Result::ok) {
@@ -93,10 +79,7 @@ fn killed_writer_leaves_consistent_image() {
             for i in 0..=n {
                 let (off, len, pat) = region(i);
                 let (o, l) = (off as usize, len);
-                assert!(
-                    content[o..o + l].iter().all(|&b| b == pat),
-                    "round {round}: flushed write {i} lost"
-                );
+                assert!(content[o..o + l].iter().all(|&b| b == pat), "round {round}: flushed write {i} lost");
                 let cluster = o / 65536 * 65536;
                 assert!(
                     content[cluster..o].iter().all(|&b| b == 0xaa),

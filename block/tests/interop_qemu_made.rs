@@ -11,11 +11,7 @@ fn build_chain(d: &Path) -> (String, String, String) {
     let base = d.join("base.qcow2");
     let mid = d.join("mid.qcow2");
     let top = d.join("top.qcow2");
-    let (b, m, t) = (
-        s(&base).to_string(),
-        s(&mid).to_string(),
-        s(&top).to_string(),
-    );
+    let (b, m, t) = (s(&base).to_string(), s(&mid).to_string(), s(&top).to_string());
     qemu_img_ok(&["create", "-q", "-f", "qcow2", &b, "8M"]);
     qemu_io_ok(&b, "write -P 0x11 0 1M");
     qemu_io_ok(&b, "write -P 0x22 1M 1M");
@@ -23,32 +19,12 @@ fn build_chain(d: &Path) -> (String, String, String) {
     qemu_io_ok(&b, "write -c -P 0x56 6400k 64k");
     qemu_img_ok(&["snapshot", "-c", "base-snap", &b]);
     qemu_io_ok(&b, "write -P 0x23 7M 64k");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        &m,
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", &m]);
     qemu_io_ok(&m, "write -P 0x33 2M 1M");
     qemu_io_ok(&m, "write -z 0 64k");
     qemu_io_ok(&m, "discard 1M 64k");
     qemu_io_ok(&m, "write -P 0x34 4000k 3k");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "mid.qcow2",
-        "-F",
-        "qcow2",
-        &t,
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", &t]);
     qemu_io_ok(&t, "write -P 0x44 3M 1M");
     qemu_io_ok(&t, "write -P 0x45 1536k 4k");
     qemu_io_ok(&t, "write -z 2560k 128k");
@@ -87,54 +63,24 @@ fn assert_clean(img: &str) {
 fn info_map_measure_match_qemu() {
     let d = tempfile::tempdir().unwrap();
     let (_b, _m, t) = build_chain(d.path());
-    let ours: serde_json::Value = serde_json::from_str(&vmm_img_ok(&[
-        "info",
-        "--output=json",
-        "--backing-chain",
-        &t,
-    ]))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&qemu_img_ok(&[
-        "info",
-        "--output=json",
-        "--backing-chain",
-        &t,
-    ]))
-    .unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(&vmm_img_ok(&["info", "--output=json", "--backing-chain", &t])).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&qemu_img_ok(&["info", "--output=json", "--backing-chain", &t])).unwrap();
     assert_eq!(ours, theirs);
-    assert_eq!(
-        vmm_img_ok(&["info", "--backing-chain", &t]),
-        qemu_img_ok(&["info", "--backing-chain", &t])
-    );
-    assert_eq!(
-        vmm_img_ok(&["map", "--output=json", &t]),
-        qemu_img_ok(&["map", "--output=json", &t])
-    );
+    assert_eq!(vmm_img_ok(&["info", "--backing-chain", &t]), qemu_img_ok(&["info", "--backing-chain", &t]));
+    assert_eq!(vmm_img_ok(&["map", "--output=json", &t]), qemu_img_ok(&["map", "--output=json", &t]));
     for args in [
         vec!["measure", "-O", "qcow2", t.as_str()],
-        vec![
-            "measure",
-            "--output=json",
-            "-O",
-            "qcow2",
-            "-o",
-            "cluster_size=4k",
-            t.as_str(),
-        ],
+        vec!["measure", "--output=json", "-O", "qcow2", "-o", "cluster_size=4k", t.as_str()],
         vec!["measure", "-O", "raw", t.as_str()],
         vec!["measure", "--size", "1G", "-O", "qcow2"],
     ] {
         assert_eq!(vmm_img_ok(&args), qemu_img_ok(&args), "{args:?}");
     }
-    assert_eq!(
-        vmm_img_ok(&["snapshot", "-l", &t]),
-        qemu_img_ok(&["snapshot", "-l", &t])
-    );
+    assert_eq!(vmm_img_ok(&["snapshot", "-l", &t]), qemu_img_ok(&["snapshot", "-l", &t]));
     for img in [&_b, &_m, &t] {
-        for args in [
-            vec!["check", img.as_str()],
-            vec!["check", "--output=json", img.as_str()],
-        ] {
+        for args in [vec!["check", img.as_str()], vec!["check", "--output=json", img.as_str()]] {
             let v = vmm_img(&args);
             let q = qemu_img(&args);
             assert_eq!(v.stdout, q.stdout, "{args:?}");
@@ -156,16 +102,7 @@ fn convert_preserves_content() {
     assert_clean(s(&q));
     assert_same(&reference, "raw", s(&q), "qcow2");
     let c = d.path().join("out-c.qcow2");
-    vmm_img_ok(&[
-        "convert",
-        "-c",
-        "-O",
-        "qcow2",
-        "-o",
-        "compat=0.10",
-        &t,
-        s(&c),
-    ]);
+    vmm_img_ok(&["convert", "-c", "-O", "qcow2", "-o", "compat=0.10", &t, s(&c)]);
     assert_clean(s(&c));
     assert_same(&reference, "raw", s(&c), "qcow2");
     // and back: raw -> qcow2 with small clusters and 1-bit refcounts
@@ -226,10 +163,7 @@ fn rebase_preserves_content() {
     // unsafe rebase only rewrites the header
     vmm_img_ok(&["rebase", "-u", "-b", "base.qcow2", "-F", "qcow2", &t]);
     let info = qemu_img_ok(&["info", "--output=json", &t]);
-    assert!(
-        info.contains("\"backing-filename\": \"base.qcow2\""),
-        "{info}"
-    );
+    assert!(info.contains("\"backing-filename\": \"base.qcow2\""), "{info}");
     assert_clean(&t);
     let _ = b;
 }

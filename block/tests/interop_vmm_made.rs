@@ -21,12 +21,7 @@ fn create_variants_match_qemu() {
     let cases: &[&[&str]] = &[
         &["-f", "qcow2"],
         &["-f", "qcow2", "-o", "compat=0.10"],
-        &[
-            "-f",
-            "qcow2",
-            "-o",
-            "cluster_size=4k,lazy_refcounts=on,refcount_bits=8",
-        ],
+        &["-f", "qcow2", "-o", "cluster_size=4k,lazy_refcounts=on,refcount_bits=8"],
         &["-f", "qcow2", "-o", "cluster_size=512,refcount_bits=64"],
         &["-f", "qcow2", "-o", "cluster_size=2M,refcount_bits=1"],
         &["-f", "qcow2", "-o", "preallocation=metadata"],
@@ -44,11 +39,7 @@ fn create_variants_match_qemu() {
         qa.extend_from_slice(&[s(&theirs), "3M"]);
         let out_v = vmm_img_ok(&va);
         let out_q = qemu_img_ok(&qa);
-        assert_eq!(
-            out_v.replace(s(&ours), "X"),
-            out_q.replace(s(&theirs), "X"),
-            "{opts:?}"
-        );
+        assert_eq!(out_v.replace(s(&ours), "X"), out_q.replace(s(&theirs), "X"), "{opts:?}");
         let fmt = opts[1];
         if fmt == "qcow2" {
             assert_clean(s(&ours));
@@ -56,12 +47,7 @@ fn create_variants_match_qemu() {
                 serde_json::from_str(&vmm_img_ok(&["info", "--output=json", s(&ours)])).unwrap();
             let iq: serde_json::Value =
                 serde_json::from_str(&qemu_img_ok(&["info", "--output=json", s(&theirs)])).unwrap();
-            for k in [
-                "virtual-size",
-                "cluster-size",
-                "format-specific",
-                "dirty-flag",
-            ] {
+            for k in ["virtual-size", "cluster-size", "format-specific", "dirty-flag"] {
                 assert_eq!(iv[k], iq[k], "{opts:?} {k}");
             }
         }
@@ -84,16 +70,7 @@ fn create_errors_match_qemu() {
         vec!["create", "-f", "qcow2", s(&p), "1Q"],
         vec!["create", "-f", "qcow2", "-o", "foo=bar", s(&p), "1M"],
         vec!["create", "-f", "qcow2", "-b", s(&base), s(&p)],
-        vec![
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            "/nonexistent/m.qcow2",
-            "-F",
-            "qcow2",
-            s(&p),
-        ],
+        vec!["create", "-f", "qcow2", "-b", "/nonexistent/m.qcow2", "-F", "qcow2", s(&p)],
         vec!["create", "-f", "qcow2", s(&p)],
         vec!["info", "/nonexistent/x.img"],
         vec!["info", "-f", "bogus", s(&base)],
@@ -121,17 +98,7 @@ fn overlay_resize_snapshot_roundtrip() {
     let (b, t) = (s(&base), s(&top));
     vmm_img_ok(&["create", "-q", "-f", "qcow2", b, "4M"]);
     qemu_io_ok(b, "write -P 0x11 0 4M");
-    vmm_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        t,
-    ]);
+    vmm_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", t]);
     assert!(vmm_img_ok(&["info", t]).contains("virtual size: 4 MiB"));
     qemu_io_ok(t, "write -P 0x22 100k 8k");
     qemu_io_ok(t, "read -P 0x11 0 100k");
@@ -139,10 +106,7 @@ fn overlay_resize_snapshot_roundtrip() {
     // snapshots made by vmm-img, read by qemu
     vmm_img_ok(&["snapshot", "-c", "one", t]);
     assert_clean(t);
-    assert_eq!(
-        vmm_img_ok(&["snapshot", "-l", t]),
-        qemu_img_ok(&["snapshot", "-l", t])
-    );
+    assert_eq!(vmm_img_ok(&["snapshot", "-l", t]), qemu_img_ok(&["snapshot", "-l", t]));
     qemu_io_ok(t, "write -P 0x33 100k 8k");
     vmm_img_ok(&["snapshot", "-c", "two", t]);
     qemu_io_ok(t, "write -P 0x44 100k 8k");
@@ -200,12 +164,7 @@ fn check_reports_and_repairs_like_qemu() {
         assert_eq!(v.stderr, q.stderr, "{args:?}");
     }
     let v = vmm_img(&["check", "-r", "leaks", a]);
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
     assert_clean(a);
     // corruption: refcount 0 for a data cluster (cluster 4, the first data cluster)
     let mut bytes = std::fs::read(&p).unwrap();
@@ -217,21 +176,13 @@ fn check_reports_and_repairs_like_qemu() {
     assert_eq!(v.status.code(), q.status.code());
     assert_eq!(v.stdout, q.stdout);
     let v = vmm_img(&["check", "-r", "all", a]);
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
     assert_clean(a);
     qemu_io_ok(a, "read -P 1 0 256k");
     // raw has no checks
     let r = d.path().join("r.raw");
     vmm_img_ok(&["create", "-q", "-f", "raw", s(&r), "1M"]);
-    assert_eq!(
-        vmm_img(&["check", "-f", "raw", s(&r)]).status.code(),
-        Some(63)
-    );
+    assert_eq!(vmm_img(&["check", "-f", "raw", s(&r)]).status.code(), Some(63));
 }
 
 #[test]
@@ -239,16 +190,7 @@ fn dirty_lazy_refcount_image_is_repaired_on_open() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("lazy.qcow2");
     let a = s(&p);
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "lazy_refcounts=on",
-        a,
-        "4M",
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", a, "4M"]);
     qemu_io_ok(a, "write -P 7 0 256k");
     // simulate a crash with lazy refcounts: dirty bit set, refcount of a data cluster lost
     let mut bytes = std::fs::read(&p).unwrap();

@@ -26,11 +26,7 @@ const SIZE: u64 = 2 << 20;
 fn open(path: &str, base: &Arc<BlockNode>) -> Arc<BlockNode> {
     BlockNode::open(
         path,
-        &OpenOptions {
-            format: Some(Format::Qcow2),
-            read_only: false,
-            backing: Backing::Node(base.clone()),
-        },
+        &OpenOptions { format: Some(Format::Qcow2), read_only: false, backing: Backing::Node(base.clone()) },
     )
     .unwrap()
 }
@@ -40,14 +36,9 @@ fn run(seed: u64, cluster_size: u64, refcount_bits: u32, version: u32) {
     let bp = d.path().join("base.raw");
     let backing: Vec<u8> = (0..SIZE).map(|i| (i / 4096) as u8 | 1).collect();
     std::fs::write(&bp, &backing).unwrap();
-    let base = BlockNode::open(
-        s(&bp),
-        &OpenOptions {
-            format: Some(Format::Raw),
-            ..OpenOptions::read_only()
-        },
-    )
-    .unwrap();
+    let base =
+        BlockNode::open(s(&bp), &OpenOptions { format: Some(Format::Raw), ..OpenOptions::read_only() })
+            .unwrap();
     let tp = d.path().join("top.qcow2");
     create(
         &tp,
@@ -171,10 +162,7 @@ fn run(seed: u64, cluster_size: u64, refcount_bits: u32, version: u32) {
     );
     let raw = d.path().join("out.raw");
     qemu_img_ok(&["convert", "-O", "raw", &t, s(&raw)]);
-    assert!(
-        std::fs::read(&raw).unwrap() == model,
-        "seed {seed}: qemu reads other content"
-    );
+    assert!(std::fs::read(&raw).unwrap() == model, "seed {seed}: qemu reads other content");
 }
 
 #[test]

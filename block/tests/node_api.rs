@@ -19,30 +19,10 @@ fn chain(d: &std::path::Path) -> (String, String, String) {
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&b), "8M"]);
     qemu_io_ok(s(&b), "write -P 0x11 0 1M");
     qemu_io_ok(s(&b), "write -P 0x22 1M 1M");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        s(&m),
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&m)]);
     qemu_io_ok(s(&m), "write -P 0x33 2M 1M");
     qemu_io_ok(s(&m), "write -z 0 64k");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "mid.qcow2",
-        "-F",
-        "qcow2",
-        s(&t),
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", s(&t)]);
     qemu_io_ok(s(&t), "write -P 0x44 3M 1M");
     (s(&b).into(), s(&m).into(), s(&t).into())
 }
@@ -58,12 +38,7 @@ fn check_patterns(img: &str) {
 
 fn clean(img: &str) {
     let o = qemu_img(&["check", img]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }
 
 #[test]
@@ -84,10 +59,7 @@ fn chain_status_and_reads() {
     top.read(&mut b, (2 << 20) + 100).unwrap();
     assert!(b.iter().all(|&x| x == 0x33));
     assert!(top.write(&b, 0).is_err(), "read-only node accepted a write");
-    assert!(
-        top.read(&mut b, 8 << 20).is_err(),
-        "read past the end accepted"
-    );
+    assert!(top.read(&mut b, 8 << 20).is_err(), "read past the end accepted");
     let info = top.info_recursive().unwrap();
     let v = serde_json::to_value(&info).unwrap();
     assert_eq!(
@@ -127,14 +99,8 @@ fn concurrent_writers() {
     for slot in 0..128usize {
         let off = (4 << 20) + slot * 16384 + 512;
         let want = 0x60 + (slot % 4) as u8;
-        assert!(
-            content[off..off + 4096].iter().all(|&b| b == want),
-            "slot {slot} lost"
-        );
-        assert!(
-            content[off - 512..off].iter().all(|&b| b == 0),
-            "slot {slot} head"
-        );
+        assert!(content[off..off + 4096].iter().all(|&b| b == want), "slot {slot} lost");
+        assert!(content[off - 512..off].iter().all(|&b| b == 0), "slot {slot} head");
     }
     qemu_io_ok(&t, "read -P 0x44 3M 1M");
 }
@@ -145,9 +111,7 @@ fn stream_then_drop_link() {
     let (b, _m, t) = chain(d.path());
     let top = BlockNode::open(&t, &rw()).unwrap();
     let base = top.chain()[2].clone();
-    let mut job = StreamCopier::new(top.clone(), Some(base.clone()), 1 << 20)
-        .unwrap()
-        .with_workers(2);
+    let mut job = StreamCopier::new(top.clone(), Some(base.clone()), 1 << 20).unwrap().with_workers(2);
     let mut steps = 0;
     while job.step().unwrap() > 0 {
         steps += 1;
@@ -178,27 +142,12 @@ fn intermediate_commit_and_relink() {
     let (b, m, t) = chain(d.path());
     // reopen with mid and base writable, top on top of them
     let base = BlockNode::open(&b, &rw()).unwrap();
-    let mid = BlockNode::open(
-        &m,
-        &OpenOptions {
-            backing: Backing::Node(base.clone()),
-            ..rw()
-        },
-    )
-    .unwrap();
-    let top = BlockNode::open(
-        &t,
-        &OpenOptions {
-            backing: Backing::Node(mid.clone()),
-            ..rw()
-        },
-    )
-    .unwrap();
+    let mid = BlockNode::open(&m, &OpenOptions { backing: Backing::Node(base.clone()), ..rw() }).unwrap();
+    let top = BlockNode::open(&t, &OpenOptions { backing: Backing::Node(mid.clone()), ..rw() }).unwrap();
     let mut job = CommitCopier::new(mid.clone(), base.clone(), 2 << 20).unwrap();
     while job.step().unwrap() > 0 {}
     let base = job.finish().unwrap();
-    top.set_backing(Some(base.clone()), Some("base.qcow2"), Some("qcow2"))
-        .unwrap();
+    top.set_backing(Some(base.clone()), Some("base.qcow2"), Some("qcow2")).unwrap();
     top.flush().unwrap();
     drop((top, mid, base));
     clean(&t);
@@ -208,10 +157,7 @@ fn intermediate_commit_and_relink() {
     // the commit errors QEMU gives
     let x = BlockNode::open(&b, &rw()).unwrap();
     assert_eq!(
-        CommitCopier::new(x.clone(), x, 1 << 20)
-            .err()
-            .unwrap()
-            .to_string(),
+        CommitCopier::new(x.clone(), x, 1 << 20).err().unwrap().to_string(),
         "cannot commit an image into itself"
     );
 }
@@ -223,14 +169,7 @@ fn external_snapshot_overlay_and_internal_snapshots() {
     let top = BlockNode::open(&t, &OpenOptions::read_only()).unwrap();
     let snap = d.path().join("snap.qcow2");
     create_overlay(&snap, &top, &t, Format::Qcow2).unwrap();
-    let ov = BlockNode::open(
-        s(&snap),
-        &OpenOptions {
-            backing: Backing::Node(top.clone()),
-            ..rw()
-        },
-    )
-    .unwrap();
+    let ov = BlockNode::open(s(&snap), &OpenOptions { backing: Backing::Node(top.clone()), ..rw() }).unwrap();
     ov.write(&[0x77; 512], 0).unwrap();
     ov.flush().unwrap();
     let q = ov.qcow2().unwrap();
@@ -241,10 +180,7 @@ fn external_snapshot_overlay_and_internal_snapshots() {
     ov.read(&mut b, 0).unwrap();
     assert_eq!(b, [0x77; 512]);
     let list = q.snapshots().unwrap();
-    assert_eq!(
-        (list.len(), list[0].name.as_str(), list[0].vm_clock_nsec),
-        (1, "s1", 1_500_000_000)
-    );
+    assert_eq!((list.len(), list[0].name.as_str(), list[0].vm_clock_nsec), (1, "s1", 1_500_000_000));
     q.snapshot_delete("s1").unwrap();
     drop(ov);
     clean(s(&snap));
@@ -258,28 +194,16 @@ fn async_entry_points() {
     let p = d.path().join("a.qcow2");
     block::qcow2::create::create(
         &p,
-        &block::qcow2::create::CreateOptions {
-            size: 1 << 20,
-            ..Default::default()
-        },
+        &block::qcow2::create::CreateOptions { size: 1 << 20, ..Default::default() },
     )
     .unwrap();
     let node: Arc<BlockNode> = BlockNode::open(s(&p), &rw()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        block::asyncio::write(node.clone(), 4096, vec![9u8; 8192])
-            .await
-            .unwrap();
-        block::asyncio::write_zeroes(node.clone(), 65536, 65536)
-            .await
-            .unwrap();
+        block::asyncio::write(node.clone(), 4096, vec![9u8; 8192]).await.unwrap();
+        block::asyncio::write_zeroes(node.clone(), 65536, 65536).await.unwrap();
         block::asyncio::flush(node.clone()).await.unwrap();
-        let b = block::asyncio::read(node.clone(), 4096, 8192)
-            .await
-            .unwrap();
+        let b = block::asyncio::read(node.clone(), 4096, 8192).await.unwrap();
         assert!(b.iter().all(|&x| x == 9));
         block::asyncio::resize(node.clone(), 2 << 20).await.unwrap();
     });
@@ -296,17 +220,7 @@ fn stream_under_concurrent_guest_writes() {
     let t = d.path().join("top.qcow2");
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&b), "8M"]);
     qemu_io_ok(s(&b), "write -P 0x11 0 8M");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        s(&t),
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&t)]);
     let top = BlockNode::open(s(&t), &rw()).unwrap();
     let guest = top.clone();
     let writer = std::thread::spawn(move || {
@@ -331,10 +245,7 @@ fn stream_under_concurrent_guest_writes() {
         let off = ((i * 131072 + (i % 13) * 4096) % (8 << 20)) as usize;
         expect[off..off + 4096].fill(0x99);
     }
-    assert!(
-        c == expect,
-        "guest writes or backing data lost during stream"
-    );
+    assert!(c == expect, "guest writes or backing data lost during stream");
 }
 
 #[test]
@@ -342,22 +253,8 @@ fn dirty_bitmap_drives_active_commit() {
     let d = tempfile::tempdir().unwrap();
     let (b, m, t) = chain(d.path());
     let base = BlockNode::open(&b, &rw()).unwrap();
-    let mid = BlockNode::open(
-        &m,
-        &OpenOptions {
-            backing: Backing::Node(base.clone()),
-            ..rw()
-        },
-    )
-    .unwrap();
-    let top = BlockNode::open(
-        &t,
-        &OpenOptions {
-            backing: Backing::Node(mid.clone()),
-            ..rw()
-        },
-    )
-    .unwrap();
+    let mid = BlockNode::open(&m, &OpenOptions { backing: Backing::Node(base.clone()), ..rw() }).unwrap();
+    let top = BlockNode::open(&t, &OpenOptions { backing: Backing::Node(mid.clone()), ..rw() }).unwrap();
     let bitmap = top.add_dirty_bitmap(65536);
     let mut job = CommitCopier::new(top.clone(), base.clone(), 1 << 20).unwrap();
     let mut n = 0;
@@ -370,15 +267,7 @@ fn dirty_bitmap_drives_active_commit() {
     job.finish().unwrap();
     let mut buf = Vec::new();
     while let Some((off, len)) = bitmap.take_next(0, 1 << 20) {
-        block::jobs::copy_range(
-            &top,
-            &base,
-            off,
-            len,
-            &mut buf,
-            block::jobs::CopyMode::Overwrite,
-        )
-        .unwrap();
+        block::jobs::copy_range(&top, &base, off, len, &mut buf, block::jobs::CopyMode::Overwrite).unwrap();
     }
     top.remove_dirty_bitmap(&bitmap);
     assert_eq!(bitmap.dirty_bytes(), 0);
@@ -398,17 +287,7 @@ fn write_unallocated_never_replaces_newer_data() {
     let t = d.path().join("top.qcow2");
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&b), "1M"]);
     qemu_io_ok(s(&b), "write -P 0x11 0 1M");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        s(&t),
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&t)]);
     let top = BlockNode::open(s(&t), &rw()).unwrap();
     // the guest wrote after the copier read the old data
     top.write(&[0x99; 4096], 65536 + 8192).unwrap();
@@ -424,10 +303,7 @@ fn write_unallocated_never_replaces_newer_data() {
     assert!(c == expect);
     // and the result does not depend on the backing file any more
     for off in (0..1u64 << 20).step_by(65536) {
-        assert!(
-            top.is_allocated(off, 65536).unwrap().0,
-            "cluster {off} left unallocated"
-        );
+        assert!(top.is_allocated(off, 65536).unwrap().0, "cluster {off} left unallocated");
     }
     top.flush().unwrap();
     drop(top);
@@ -445,17 +321,13 @@ fn snapshot_with_vm_state() {
     let state: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     q.write_vmstate(&state[..100_000], 0).unwrap();
     q.write_vmstate(&state[100_000..], 100_000).unwrap();
-    q.snapshot_create_vmstate("vm1", 2_500_000_000, state.len() as u64)
-        .unwrap();
+    q.snapshot_create_vmstate("vm1", 2_500_000_000, state.len() as u64).unwrap();
     node.write(&[0x22; 65536], 0).unwrap();
     node.flush().unwrap();
     drop(node);
     clean(s(&p));
     let list = qemu_img_ok(&["snapshot", "-l", s(&p)]);
-    assert!(
-        list.contains("vm1") && list.contains("293 KiB") && list.contains("00:00:02.500"),
-        "{list}"
-    );
+    assert!(list.contains("vm1") && list.contains("293 KiB") && list.contains("00:00:02.500"), "{list}");
     let node = BlockNode::open(s(&p), &rw()).unwrap();
     let q = node.qcow2().unwrap();
     q.snapshot_apply("vm1").unwrap();

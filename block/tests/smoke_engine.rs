@@ -8,14 +8,7 @@ use common::*;
 fn write_read_check_against_qemu() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("a.qcow2");
-    create(
-        &p,
-        &CreateOptions {
-            size: 64 << 20,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    create(&p, &CreateOptions { size: 64 << 20, ..Default::default() }).unwrap();
     let ps = p.to_str().unwrap();
     let n = BlockNode::open(ps, &OpenOptions::default()).unwrap();
     n.write(&vec![0x11; 1 << 20], 0).unwrap();

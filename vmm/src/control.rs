@@ -17,6 +17,9 @@ use monitor::events::EventBus;
 use monitor::events::catalog::{Powerdown, Reset, Resume, Shutdown, Stop};
 use tokio::sync::{mpsc, watch};
 
+use std::sync::Arc;
+
+use crate::blockdev::BlockGraph;
 use crate::machine::{GuestEvent, Machine, MachineError};
 
 /// Requests from the host side of the process (not the monitor).
@@ -46,6 +49,9 @@ pub struct Exit {
 /// The control loop's state.
 pub struct ControlLoop {
     machine: Option<Box<dyn Machine>>,
+    /// Drives and nodes (QMP block commands and jobs work on it).
+    #[allow(dead_code)]
+    blockdev: Arc<BlockGraph>,
     events: EventBus,
     state: watch::Sender<RunState>,
     policy: Policy,
@@ -57,12 +63,13 @@ impl ControlLoop {
     /// `start_paused`: `-S` (state prelaunch). Otherwise the machine is started at once.
     pub fn new(
         machine: Option<Box<dyn Machine>>,
+        blockdev: Arc<BlockGraph>,
         events: EventBus,
         state: watch::Sender<RunState>,
         policy: Policy,
         start_paused: bool,
     ) -> Result<Self, MachineError> {
-        let mut lp = ControlLoop { machine, events, state, policy, started: false };
+        let mut lp = ControlLoop { machine, blockdev, events, state, policy, started: false };
         if start_paused {
             lp.set_state(RunState::Prelaunch);
         } else {
@@ -353,7 +360,9 @@ mod tests {
         let bus = EventBus::new(Box::new(SystemClock));
         let events = bus.subscribe();
         let (tx, state) = watch::channel(RunState::Prelaunch);
-        let lp = ControlLoop::new(Some(Box::new(m)), bus, tx, policy, start_paused).unwrap();
+        let lp =
+            ControlLoop::new(Some(Box::new(m)), Arc::new(BlockGraph::new()), bus, tx, policy, start_paused)
+                .unwrap();
         Harness { lp, state, events, log }
     }
 

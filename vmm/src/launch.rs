@@ -6,6 +6,7 @@
 //! loop; write the pid file; tell a daemonizing parent that we are up; serve until the control loop
 //! ends; then let every session flush (so `quit` gets its reply) and clean up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use monitor::control::{ControlHandle, RunState};
@@ -13,7 +14,8 @@ use monitor::events::{EventBus, SystemClock};
 use monitor::{KvmInfo, Monitor, MonitorConfig};
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::{Config, MonitorArg};
+use crate::blockdev::{BlockGraph, DriveNamer, Interface};
+use crate::cli::{Config, DriveArg, MonitorArg};
 use crate::control::{ControlLoop, HostRequest, Policy};
 use crate::daemon::{Daemon, PidFile};
 use crate::machine::{GuestEvent, Machine, kvm};
@@ -70,6 +72,8 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
         ..MonitorConfig::default()
     };
     let monitor = Monitor::new(monitor_config, events.clone(), ControlHandle::new(req_tx, state_rx));
+    let blockdev = Arc::new(BlockGraph::new());
+    open_drives(&config, &blockdev)?;
     let mut monitors = crate::monitors::start(&monitor, &config).await.map_err(LaunchError::Config)?;
     let console = monitors.take_mux(crate::monitors::SERIAL0);
 
@@ -79,7 +83,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
         Some(build_machine(&config, guest_tx, console, signal_tx.clone())?)
     };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
-    let control = ControlLoop::new(machine, events, state_tx, policy, config.start_paused)?;
+    let control = ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?;
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("control".into())
@@ -151,6 +155,28 @@ fn build_machine(
     Ok(Box::new(machine))
 }
 
+/// Opens the images of `-drive` and `-hda`..`-hdd` into the block graph.
+fn open_drives(config: &Config, graph: &BlockGraph) -> Result<(), LaunchError> {
+    let mut namer = DriveNamer::default();
+    for d in &config.drives {
+        let (option, spec) = match d {
+            DriveArg::Hd(i, file) => (format!("-hd{} {file}", (b'a' + i) as char), namer.hd(*i, file)),
+            DriveArg::Drive(opts) => (format!("-drive {opts}"), namer.drive(opts)),
+            DriveArg::Blockdev(opts) => {
+                return Err(LaunchError::Config(format!("-blockdev {opts}: -blockdev is not supported yet")));
+            }
+        };
+        let spec = spec.map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
+        if spec.interface != Interface::None {
+            return Err(LaunchError::Config(format!(
+                "{option}: virtio-blk devices are not supported yet (use if=none to open the image for the monitor)"
+            )));
+        }
+        graph.open_drive(&spec).map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Checks what can be checked before anything is opened.
 fn validate(config: &Config) -> Result<(), LaunchError> {
     if let Some(t) = &config.machine_type {
@@ -176,10 +202,9 @@ fn validate(config: &Config) -> Result<(), LaunchError> {
             return Err(LaunchError::Config("cannot use stdio with -daemonize".into()));
         }
     }
-    if !config.drives.is_empty() || !config.devices.is_empty() || !config.netdevs.is_empty() {
+    if !config.devices.is_empty() || !config.netdevs.is_empty() {
         return Err(LaunchError::Config(
-            "disks, devices and network back ends (-drive, -hda, -blockdev, -device, -netdev) are not supported yet"
-                .into(),
+            "devices and network back ends (-device, -netdev) are not supported yet".into(),
         ));
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! command line of the `vmm` binary. The monitor (QMP/HMP) lives in the `monitor` crate and reaches
 //! this crate only through plain-data requests (see `control`).
 
+pub mod blockdev;
 pub mod cli;
 pub mod control;
 pub mod daemon;

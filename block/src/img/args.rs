@@ -50,9 +50,7 @@ pub fn parse(argv: &[String], short: &str, long: &[&str]) -> Result<Args, ImgErr
                 a.opts.push((name.to_string(), Some(v)));
             } else {
                 if inline.is_some() {
-                    return Err(ImgError::usage(format!(
-                        "option '--{name}' doesn't allow an argument"
-                    )));
+                    return Err(ImgError::usage(format!("option '--{name}' doesn't allow an argument")));
                 }
                 a.opts.push((name.to_string(), None));
             }
@@ -96,20 +94,12 @@ impl Args {
 
     /// Last value given for an option.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.opts
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
+        self.opts.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
     }
 
     /// All values of a repeatable option (`-o a=1 -o b=2`).
     pub fn values(&self, name: &str) -> Vec<&str> {
-        self.opts
-            .iter()
-            .filter(|(n, _)| n == name)
-            .filter_map(|(_, v)| v.as_deref())
-            .collect()
+        self.opts.iter().filter(|(n, _)| n == name).filter_map(|(_, v)| v.as_deref()).collect()
     }
 }
 
@@ -152,16 +142,7 @@ mod tests {
     #[test]
     fn getopt_like() {
         let a = parse(
-            &v(&[
-                "-qf",
-                "qcow2",
-                "x.img",
-                "--output=json",
-                "-o",
-                "a=1,,2,b",
-                "--",
-                "-1M",
-            ]),
+            &v(&["-qf", "qcow2", "x.img", "--output=json", "-o", "a=1,,2,b", "--", "-1M"]),
             "qf:o:",
             &["output="],
         )

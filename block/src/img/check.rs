@@ -60,10 +60,7 @@ fn human(r: &CheckResult) -> String {
             ));
         }
         if r.check_errors > 0 {
-            s.push_str(&format!(
-                "\n{} internal errors have occurred during the check.\n",
-                r.check_errors
-            ));
+            s.push_str(&format!("\n{} internal errors have occurred during the check.\n", r.check_errors));
         }
     }
     if r.total_clusters != 0 && r.allocated_clusters != 0 {
@@ -96,19 +93,13 @@ fn snapshot_table_error(path: &str, e: ImgError) -> ImgError {
         ));
     }
     if e.msg.ends_with("Snapshot table offset invalid") {
-        return ImgError::new(
-            "ERROR snapshot table offset invalid\nvmm-img: Check failed: Invalid argument",
-        );
+        return ImgError::new("ERROR snapshot table offset invalid\nvmm-img: Check failed: Invalid argument");
     }
     e
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "hf:r:T:qU",
-        &["output=", "repair=", "force-share", "image-opts", "object="],
-    )?;
+    let a = args::parse(argv, "hf:r:T:qU", &["output=", "repair=", "force-share", "image-opts", "object="])?;
     super::reject_unsupported(&a, &["image-opts", "object"])?;
     let json = output_json(&a)?;
     let quiet = a.has("q");
@@ -117,9 +108,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         Some("leaks") => Repair::Leaks,
         Some("all") => Repair::All,
         Some(_) => {
-            return Err(ImgError::new(
-                "Invalid option for -r, expecting 'leaks' or 'all'".to_string(),
-            ));
+            return Err(ImgError::new("Invalid option for -r, expecting 'leaks' or 'all'".to_string()));
         }
     };
     let Some(path) = a.positional.first() else {
@@ -131,9 +120,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         return Err(ImgError::new("This image format does not support checks").code(63));
     };
     let _ = Format::Qcow2;
-    let r = q
-        .check(repair)
-        .map_err(|e| ImgError::new(format!("Check failed: {e}")))?;
+    let r = q.check(repair).map_err(|e| ImgError::new(format!("Check failed: {e}")))?;
     for m in &r.messages {
         eprintln!("{m}");
     }

@@ -59,16 +59,10 @@ pub fn run(argv: &[String]) -> ImgResult {
                     || same_file(n.filename(), &crate::node::combine_backing_path(path, b))
             })
             .map(|i| i + 1)
-            .ok_or_else(|| {
-                ImgError::new(format!(
-                    "Did not find '{b}' in the backing chain of '{path}'"
-                ))
-            })?,
+            .ok_or_else(|| ImgError::new(format!("Did not find '{b}' in the backing chain of '{path}'")))?,
     };
-    let chain: Vec<(String, String)> = nodes
-        .iter()
-        .map(|n| (n.filename().to_string(), n.format().name().to_string()))
-        .collect();
+    let chain: Vec<(String, String)> =
+        nodes.iter().map(|n| (n.filename().to_string(), n.format().name().to_string())).collect();
     drop(nodes);
     drop(probe);
     let empty = !a.has("d") && !a.has("b");

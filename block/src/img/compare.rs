@@ -73,11 +73,7 @@ fn nonzero_tail(n: &BlockNode, start: u64, end: u64) -> Result<Option<u64>, ImgE
 }
 
 fn run_inner(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "hf:F:T:pqsU",
-        &["object=", "image-opts", "force-share"],
-    )?;
+    let a = args::parse(argv, "hf:F:T:pqsU", &["object=", "image-opts", "force-share"])?;
     super::reject_unsupported(&a, &["object", "image-opts"])?;
     if a.positional.len() != 2 {
         return Err(ImgError::usage("Expecting two image file names"));

@@ -55,12 +55,7 @@ impl Bytes {
 /// What the writer does with one part of a chunk.
 enum Piece {
     /// Write `bytes[range]` at `off`.
-    Write {
-        off: u64,
-        bytes: Arc<Bytes>,
-        start: usize,
-        end: usize,
-    },
+    Write { off: u64, bytes: Arc<Bytes>, start: usize, end: usize },
     /// Make `[off, off+len)` read as zero (only for existing targets, `-n`).
     Zero { off: u64, len: u64 },
 }
@@ -69,12 +64,7 @@ enum Piece {
 fn split_pieces(p: &Plan, bytes: Arc<Bytes>, off: u64, out: &mut Vec<Piece>) {
     let buf = bytes.as_slice();
     if p.sparse == 0 {
-        out.push(Piece::Write {
-            off,
-            start: 0,
-            end: buf.len(),
-            bytes,
-        });
+        out.push(Piece::Write { off, start: 0, end: buf.len(), bytes });
         return;
     }
     let g = p.sparse as usize;
@@ -89,10 +79,7 @@ fn split_pieces(p: &Plan, bytes: Arc<Bytes>, off: u64, out: &mut Vec<Piece>) {
             j = e;
         }
         if j > i && p.existing {
-            out.push(Piece::Zero {
-                off: off + i as u64,
-                len: (j - i) as u64,
-            });
+            out.push(Piece::Zero { off: off + i as u64, len: (j - i) as u64 });
         }
         i = j;
         if i >= buf.len() {
@@ -106,12 +93,7 @@ fn split_pieces(p: &Plan, bytes: Arc<Bytes>, off: u64, out: &mut Vec<Piece>) {
             }
             k = e;
         }
-        out.push(Piece::Write {
-            off: off + i as u64,
-            bytes: bytes.clone(),
-            start: i,
-            end: k,
-        });
+        out.push(Piece::Write { off: off + i as u64, bytes: bytes.clone(), start: i, end: k });
         i = k;
     }
 }
@@ -153,10 +135,9 @@ fn read_chunk(p: &Plan, start: u64) -> Result<Vec<Piece>> {
         } else {
             // Uncompressed data is mapped from its layer's file, saving a copy.
             let mapped = match (st.offset, st.compressed) {
-                (Some(host), false) => p
-                    .chain
-                    .get(st.depth as usize)
-                    .and_then(|n| n.file().map(host, len as usize)),
+                (Some(host), false) => {
+                    p.chain.get(st.depth as usize).and_then(|n| n.file().map(host, len as usize))
+                }
                 _ => None,
             };
             let bytes = match mapped {
@@ -219,12 +200,9 @@ fn copy(p: &Plan, workers: usize, progress: &mut Progress) -> Result<()> {
             let r = r.and_then(|(n, pieces)| {
                 for piece in pieces {
                     match piece {
-                        Piece::Write {
-                            off,
-                            bytes,
-                            start,
-                            end,
-                        } => p.dst.write(&bytes.as_slice()[start..end], off)?,
+                        Piece::Write { off, bytes, start, end } => {
+                            p.dst.write(&bytes.as_slice()[start..end], off)?
+                        }
                         Piece::Zero { off, len } => p.dst.write_zeroes(off, len)?,
                     }
                 }
@@ -267,40 +245,25 @@ pub fn run(argv: &[String]) -> ImgResult {
     )?;
     super::reject_unsupported(
         &a,
-        &[
-            "object",
-            "image-opts",
-            "target-image-opts",
-            "B",
-            "l",
-            "C",
-            "salvage",
-            "bitmaps",
-            "r",
-        ],
+        &["object", "image-opts", "target-image-opts", "B", "l", "C", "salvage", "bitmaps", "r"],
     )?;
     if a.positional.len() < 2 {
         return Err(ImgError::usage("Expecting image file name"));
     }
     if a.positional.len() > 2 {
-        return Err(ImgError::new(
-            "Concatenating several source images is not supported by vmm-img",
-        ));
+        return Err(ImgError::new("Concatenating several source images is not supported by vmm-img"));
     }
     let src_path = &a.positional[0];
     let dst_path = &a.positional[1];
     let out_fmt = parse_format(a.value("O").unwrap_or("raw"))?;
     let compress = a.has("c");
     if compress && out_fmt != Format::Qcow2 {
-        return Err(ImgError::new(
-            "Compression not supported for this file format",
-        ));
+        return Err(ImgError::new("Compression not supported for this file format"));
     }
     let sparse = match a.value("S") {
         None => None,
         Some(s) => Some(
-            parse_size(s)
-                .ok_or_else(|| ImgError::new("Invalid buffer size for sparse output specified"))?,
+            parse_size(s).ok_or_else(|| ImgError::new("Invalid buffer size for sparse output specified"))?,
         ),
     };
     let workers = match a.value("m") {
@@ -319,24 +282,16 @@ pub fn run(argv: &[String]) -> ImgResult {
     let existing = a.has("n");
     let fo = parse_format_options(&a.values("o"), out_fmt, dst_path)?;
     if fo.backing_file.is_some() {
-        return Err(ImgError::new(
-            "Converting to an image with a backing file is not supported by vmm-img",
-        ));
+        return Err(ImgError::new("Converting to an image with a backing file is not supported by vmm-img"));
     }
     if !existing {
         match out_fmt {
-            Format::Raw => create_raw(
-                Path::new(dst_path),
-                size,
-                fo.preallocation.unwrap_or_default(),
-            )?,
+            Format::Raw => create_raw(Path::new(dst_path), size, fo.preallocation.unwrap_or_default())?,
             Format::Qcow2 => {
                 let co = qcow2_options(&fo, size);
-                crate::qcow2::create::validate(&co)
-                    .map_err(|e| ImgError::new(format!("{dst_path}: {e}")))?;
+                crate::qcow2::create::validate(&co).map_err(|e| ImgError::new(format!("{dst_path}: {e}")))?;
                 let _ = formatting_line;
-                create(Path::new(dst_path), &co)
-                    .map_err(|e| ImgError::new(format!("{dst_path}: {e}")))?;
+                create(Path::new(dst_path), &co).map_err(|e| ImgError::new(format!("{dst_path}: {e}")))?;
             }
         }
     }
@@ -348,9 +303,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         t => return Err(ImgError::new(format!("Invalid cache option: {t}"))),
     }
     if existing && dst.size() < size {
-        return Err(ImgError::new(
-            "Error: The target image is smaller than the source",
-        ));
+        return Err(ImgError::new("Error: The target image is smaller than the source"));
     }
     let gran = match sparse {
         Some(0) => 0,
@@ -360,15 +313,7 @@ pub fn run(argv: &[String]) -> ImgResult {
             Format::Raw => 4096,
         },
     };
-    let plan = Plan {
-        chain: src.chain(),
-        src,
-        dst: dst.clone(),
-        size,
-        compress,
-        sparse: gran,
-        existing,
-    };
+    let plan = Plan { chain: src.chain(), src, dst: dst.clone(), size, compress, sparse: gran, existing };
     let mut progress = Progress::new(a.has("p") && !a.has("q"));
     copy(&plan, workers, &mut progress)
         .map_err(|e| ImgError::new(format!("error while converting {}: {e}", out_fmt.name())))?;

@@ -26,76 +26,59 @@ fn on_off(k: &str, v: &str) -> Result<bool, ImgError> {
     match v {
         "on" | "yes" | "true" => Ok(true),
         "off" | "no" | "false" => Ok(false),
-        _ => Err(ImgError::new(format!(
-            "Parameter '{k}' expects 'on' or 'off'"
-        ))),
+        _ => Err(ImgError::new(format!("Parameter '{k}' expects 'on' or 'off'"))),
     }
 }
 
 /// Parses `-o` strings for `fmt`; `file` prefixes errors as qemu-img does.
-pub fn parse_format_options(
-    opts: &[&str],
-    fmt: Format,
-    file: &str,
-) -> Result<FormatOptions, ImgError> {
+pub fn parse_format_options(opts: &[&str], fmt: Format, file: &str) -> Result<FormatOptions, ImgError> {
     let mut o = FormatOptions::default();
     let err = |m: String| ImgError::new(format!("{file}: {m}"));
     for s in opts {
         for (k, v) in split_options(s) {
             match (fmt, k.as_str()) {
                 (_, "size") => {
-                    o.size = Some(
-                        parse_size(&v).ok_or_else(|| ImgError::new(super::create::SIZE_ERROR))?,
-                    )
+                    o.size = Some(parse_size(&v).ok_or_else(|| ImgError::new(super::create::SIZE_ERROR))?)
                 }
                 (_, "preallocation") => {
                     let p = Preallocation::parse(&v).map_err(|e| err(e.to_string()))?;
                     if fmt == Format::Raw && p == Preallocation::Metadata {
-                        return Err(err(format!(
-                            "Parameter 'preallocation' does not accept value '{v}'"
-                        )));
+                        return Err(err(format!("Parameter 'preallocation' does not accept value '{v}'")));
                     }
                     o.preallocation = Some(p);
                 }
                 (Format::Qcow2, "compat") => match v.as_str() {
                     "0.10" | "v2" | "1.1" | "v3" => o.compat = Some(v),
                     _ => {
-                        return Err(err(format!(
-                            "Parameter 'compat' does not accept value '{v}'"
-                        )));
+                        return Err(err(format!("Parameter 'compat' does not accept value '{v}'")));
                     }
                 },
                 (Format::Qcow2, "backing_file") => o.backing_file = Some(v),
                 (Format::Qcow2, "backing_fmt") => o.backing_fmt = Some(v),
                 (Format::Qcow2, "cluster_size") => {
-                    o.cluster_size = Some(parse_size(&v).ok_or_else(|| {
-                        err("Parameter 'cluster_size' expects a size".to_string())
-                    })?)
+                    o.cluster_size = Some(
+                        parse_size(&v)
+                            .ok_or_else(|| err("Parameter 'cluster_size' expects a size".to_string()))?,
+                    )
                 }
                 (Format::Qcow2, "lazy_refcounts") => o.lazy_refcounts = Some(on_off(&k, &v)?),
                 (Format::Qcow2, "refcount_bits") => {
-                    o.refcount_bits = Some(v.parse().map_err(|_| {
-                        err("Parameter 'refcount_bits' expects a number".to_string())
-                    })?)
+                    o.refcount_bits = Some(
+                        v.parse()
+                            .map_err(|_| err("Parameter 'refcount_bits' expects a number".to_string()))?,
+                    )
                 }
                 (Format::Qcow2, "compression_type") => {
                     if v != "zlib" {
-                        return Err(err(format!(
-                            "Compression type '{v}' is not supported by vmm-img"
-                        )));
+                        return Err(err(format!("Compression type '{v}' is not supported by vmm-img")));
                     }
                 }
                 (Format::Qcow2, "extended_l2") => {
                     if on_off(&k, &v)? {
-                        return Err(err(
-                            "Extended L2 entries are not supported by vmm-img".into()
-                        ));
+                        return Err(err("Extended L2 entries are not supported by vmm-img".into()));
                     }
                 }
-                (
-                    Format::Qcow2,
-                    "encryption" | "encrypt.format" | "data_file" | "data_file_raw",
-                ) => {
+                (Format::Qcow2, "encryption" | "encrypt.format" | "data_file" | "data_file_raw") => {
                     return Err(err(format!("Option '{k}' is not supported by vmm-img")));
                 }
                 _ => return Err(err(format!("Invalid parameter '{k}'"))),
@@ -116,10 +99,8 @@ pub fn formatting_line(path: &str, fmt: Format, o: &CreateOptions, fo: &FormatOp
             s
         }
         Format::Qcow2 => {
-            let mut s = format!(
-                "Formatting '{path}', fmt=qcow2 cluster_size={} extended_l2=off",
-                o.cluster_size
-            );
+            let mut s =
+                format!("Formatting '{path}', fmt=qcow2 cluster_size={} extended_l2=off", o.cluster_size);
             if let Some(p) = fo.preallocation {
                 s.push_str(&format!(" preallocation={}", p.as_str()));
             }
@@ -189,10 +170,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         return Err(ImgError::usage("Expecting image file name"));
     };
     if a.positional.len() > 2 {
-        return Err(ImgError::usage(format!(
-            "Invalid parameter '{}'",
-            a.positional[2]
-        )));
+        return Err(ImgError::usage(format!("Invalid parameter '{}'", a.positional[2])));
     }
     let size_arg = match a.positional.get(1) {
         Some(s) => Some(parse_size(s).ok_or_else(|| ImgError::new(SIZE_ERROR))?),
@@ -206,9 +184,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         fo.backing_fmt = Some(f.to_string());
     }
     if fo.backing_file.is_some() && fmt == Format::Raw {
-        return Err(ImgError::new(format!(
-            "{path}: Backing file not supported for file format 'raw'"
-        )));
+        return Err(ImgError::new(format!("{path}: Backing file not supported for file format 'raw'")));
     }
     let mut size = size_arg.or(fo.size);
     if let Some(b) = fo.backing_file.clone() {
@@ -238,33 +214,25 @@ pub fn run(argv: &[String]) -> ImgResult {
                         .strip_prefix(&format!("Could not open '{full}': "))
                         .unwrap_or(&e.msg)
                         .to_string();
-                    return Err(ImgError::new(format!(
-                        "{path}: {inner}\nCould not open backing image."
-                    )));
+                    return Err(ImgError::new(format!("{path}: {inner}\nCould not open backing image.")));
                 }
             }
         }
     }
     let Some(size) = size else {
-        return Err(ImgError::new(format!(
-            "{path}: Image creation needs a size parameter"
-        )));
+        return Err(ImgError::new(format!("{path}: Image creation needs a size parameter")));
     };
     match fmt {
         Format::Raw => {
             if !quiet {
-                let co = CreateOptions {
-                    size,
-                    ..Default::default()
-                };
+                let co = CreateOptions { size, ..Default::default() };
                 println!("{}", formatting_line(path, fmt, &co, &fo));
             }
             create_raw(Path::new(path), size, fo.preallocation.unwrap_or_default())?;
         }
         Format::Qcow2 => {
             let co = qcow2_options(&fo, size);
-            crate::qcow2::create::validate(&co)
-                .map_err(|e| ImgError::new(format!("{path}: {e}")))?;
+            crate::qcow2::create::validate(&co).map_err(|e| ImgError::new(format!("{path}: {e}")))?;
             if !quiet {
                 println!("{}", formatting_line(path, fmt, &co, &fo));
             }

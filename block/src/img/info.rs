@@ -6,17 +6,7 @@ use crate::node::{Backing, combine_backing_path};
 use std::collections::HashSet;
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "hf:U",
-        &[
-            "output=",
-            "backing-chain",
-            "force-share",
-            "image-opts",
-            "object=",
-        ],
-    )?;
+    let a = args::parse(argv, "hf:U", &["output=", "backing-chain", "force-share", "image-opts", "object="])?;
     super::reject_unsupported(&a, &["image-opts", "object"])?;
     let json = output_json(&a)?;
     let Some(path) = a.positional.first() else {
@@ -29,9 +19,7 @@ pub fn run(argv: &[String]) -> ImgResult {
     loop {
         let key = std::fs::canonicalize(&name).unwrap_or_else(|_| name.clone().into());
         if !seen.insert(key) {
-            return Err(ImgError::new(format!(
-                "Backing file '{name}' creates an infinite loop."
-            )));
+            return Err(ImgError::new(format!("Backing file '{name}' creates an infinite loop.")));
         }
         let node = open_image(&name, fmt.as_deref(), true, Backing::None)?;
         let info = node.info()?;

@@ -44,25 +44,14 @@ impl Entry {
 }
 
 fn hex(v: u64) -> String {
-    if v == 0 {
-        "0".into()
-    } else {
-        format!("{v:#x}")
-    }
+    if v == 0 { "0".into() } else { format!("{v:#x}") }
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
     let a = args::parse(
         argv,
         "hf:U",
-        &[
-            "output=",
-            "start-offset=",
-            "max-length=",
-            "object=",
-            "image-opts",
-            "force-share",
-        ],
+        &["output=", "start-offset=", "max-length=", "object=", "image-opts", "force-share"],
     )?;
     super::reject_unsupported(&a, &["object", "image-opts"])?;
     let json = output_json(&a)?;
@@ -72,9 +61,7 @@ pub fn run(argv: &[String]) -> ImgResult {
     let start = match a.value("start-offset") {
         None => 0,
         Some(s) => parse_size(s).ok_or_else(|| {
-            ImgError::new(
-                "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ",
-            )
+            ImgError::new("Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ")
         })?,
     };
     let node = open_image(path, a.value("f"), true, Backing::FromHeader)?;
@@ -91,10 +78,7 @@ pub fn run(argv: &[String]) -> ImgResult {
     let mut off = start;
     while off < end {
         let st = node.block_status(off, end - off)?;
-        let file = chain
-            .get(st.depth as usize)
-            .map(|n| n.filename().to_string())
-            .unwrap_or_default();
+        let file = chain.get(st.depth as usize).map(|n| n.filename().to_string()).unwrap_or_default();
         let e = Entry {
             start: off,
             length: st.len,
@@ -115,16 +99,11 @@ pub fn run(argv: &[String]) -> ImgResult {
         let parts: Vec<String> = entries.iter().map(Entry::json).collect();
         println!("[{}]", parts.join(",\n"));
     } else {
-        let mut out = format!(
-            "{:<16}{:<16}{:<16}{}\n",
-            "Offset", "Length", "Mapped to", "File"
-        );
+        let mut out = format!("{:<16}{:<16}{:<16}{}\n", "Offset", "Length", "Mapped to", "File");
         for e in &entries {
             if e.data && e.offset.is_none() {
                 print!("{out}");
-                return Err(ImgError::new(
-                    "File contains external, encrypted or compressed clusters.",
-                ));
+                return Err(ImgError::new("File contains external, encrypted or compressed clusters."));
             }
             if let (true, Some(o)) = (e.data, e.offset) {
                 out.push_str(&format!(

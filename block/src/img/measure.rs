@@ -46,31 +46,21 @@ pub fn qcow2_prealloc_size(total: u64, cs: u64, refcount_order: u32) -> u64 {
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "hf:O:o:l:U",
-        &["output=", "size=", "object=", "image-opts", "force-share"],
-    )?;
+    let a = args::parse(argv, "hf:O:o:l:U", &["output=", "size=", "object=", "image-opts", "force-share"])?;
     super::reject_unsupported(&a, &["object", "image-opts", "l"])?;
     let json = output_json(&a)?;
     let out_fmt = parse_format(a.value("O").unwrap_or("raw"))?;
     let size_opt = match a.value("size") {
         None => None,
-        Some(s) => {
-            Some(parse_size(s).ok_or_else(|| ImgError::new("Invalid image size specified!"))?)
-        }
+        Some(s) => Some(parse_size(s).ok_or_else(|| ImgError::new("Invalid image size specified!"))?),
     };
     let file = a.positional.first();
     match (size_opt.is_some(), file.is_some()) {
         (true, true) => {
-            return Err(ImgError::new(
-                "--size N cannot be used together with a filename.",
-            ));
+            return Err(ImgError::new("--size N cannot be used together with a filename."));
         }
         (false, false) => {
-            return Err(ImgError::new(
-                "Either --size N or one filename must be specified.",
-            ));
+            return Err(ImgError::new("Either --size N or one filename must be specified."));
         }
         _ => {}
     }
@@ -83,25 +73,15 @@ pub fn run(argv: &[String]) -> ImgResult {
     let m = match out_fmt {
         Format::Raw => {
             let r = ssize.next_multiple_of(512);
-            Measure {
-                bitmaps: None,
-                required: r,
-                fully_allocated: r,
-            }
+            Measure { bitmaps: None, required: r, fully_allocated: r }
         }
         Format::Qcow2 => {
             let co = qcow2_options(&fo, ssize);
             let cs = co.cluster_size;
             let virtual_size = ssize.next_multiple_of(cs);
-            let prealloc_all = matches!(
-                co.preallocation,
-                Preallocation::Falloc | Preallocation::Full
-            );
-            let mut required = if prealloc_all || (src.is_some() && fo.backing_file.is_some()) {
-                virtual_size
-            } else {
-                0
-            };
+            let prealloc_all = matches!(co.preallocation, Preallocation::Falloc | Preallocation::Full);
+            let mut required =
+                if prealloc_all || (src.is_some() && fo.backing_file.is_some()) { virtual_size } else { 0 };
             if let Some(n) = &src
                 && fo.backing_file.is_none()
                 && !prealloc_all
@@ -121,9 +101,8 @@ pub fn run(argv: &[String]) -> ImgResult {
             }
             let full = qcow2_prealloc_size(virtual_size, cs, co.refcount_bits.trailing_zeros());
             Measure {
-                bitmaps: (co.version >= 3
-                    && src.as_ref().is_some_and(|n| n.format() == Format::Qcow2))
-                .then_some(0),
+                bitmaps: (co.version >= 3 && src.as_ref().is_some_and(|n| n.format() == Format::Qcow2))
+                    .then_some(0),
                 required: full - virtual_size + required,
                 fully_allocated: full,
             }

@@ -33,19 +33,11 @@ pub struct ImgError {
 
 impl ImgError {
     pub fn new(msg: impl Into<String>) -> Self {
-        ImgError {
-            code: 1,
-            msg: msg.into(),
-            usage: false,
-        }
+        ImgError { code: 1, msg: msg.into(), usage: false }
     }
 
     pub fn usage(msg: impl Into<String>) -> Self {
-        ImgError {
-            code: 1,
-            msg: msg.into(),
-            usage: true,
-        }
+        ImgError { code: 1, msg: msg.into(), usage: true }
     }
 
     pub fn code(mut self, code: i32) -> Self {
@@ -75,16 +67,12 @@ pub fn open_image(
     backing: Backing,
 ) -> Result<Arc<BlockNode>, ImgError> {
     let format = match fmt {
-        Some(f) => Some(
-            Format::parse(f).map_err(|e| ImgError::new(format!("Could not open '{path}': {e}")))?,
-        ),
+        Some(f) => {
+            Some(Format::parse(f).map_err(|e| ImgError::new(format!("Could not open '{path}': {e}")))?)
+        }
         None => None,
     };
-    let opts = OpenOptions {
-        format,
-        read_only,
-        backing,
-    };
+    let opts = OpenOptions { format, read_only, backing };
     BlockNode::open(path, &opts).map_err(|e| ImgError::new(format!("Could not open '{path}': {e}")))
 }
 
@@ -104,9 +92,7 @@ pub fn output_json(a: &args::Args) -> Result<bool, ImgError> {
     match a.value("output") {
         None | Some("human") => Ok(false),
         Some("json") => Ok(true),
-        Some(_) => Err(ImgError::new(
-            "--output must be used with human or json as argument.",
-        )),
+        Some(_) => Err(ImgError::new("--output must be used with human or json as argument.")),
     }
 }
 
@@ -142,10 +128,7 @@ pub fn run(argv: &[String]) -> i32 {
             Ok(0)
         }
         "-V" | "--version" => {
-            println!(
-                "vmm-img version {} (qemu-img compatible)",
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("vmm-img version {} (qemu-img compatible)", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
         "check" => check::run(rest),
@@ -159,9 +142,9 @@ pub fn run(argv: &[String]) -> i32 {
         "snapshot" => snapshot::run(rest),
         "rebase" => rebase::run(rest),
         "resize" => resize::run(rest),
-        "amend" | "bench" | "bitmap" | "dd" => Err(ImgError::new(format!(
-            "Command '{cmd}' is not supported by vmm-img"
-        ))),
+        "amend" | "bench" | "bitmap" | "dd" => {
+            Err(ImgError::new(format!("Command '{cmd}' is not supported by vmm-img")))
+        }
         _ => Err(ImgError::usage(format!("Command not found: {cmd}"))),
     };
     match r {
@@ -187,9 +170,7 @@ pub fn reject_unsupported(a: &args::Args, names: &[&str]) -> Result<(), ImgError
     for n in names {
         if a.has(n) {
             let dash = if n.len() == 1 { "-" } else { "--" };
-            return Err(ImgError::new(format!(
-                "Option '{dash}{n}' is not supported by vmm-img"
-            )));
+            return Err(ImgError::new(format!("Option '{dash}{n}' is not supported by vmm-img")));
         }
     }
     Ok(())

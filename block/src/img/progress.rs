@@ -9,10 +9,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        let p = Progress {
-            enabled,
-            last: -1.0,
-        };
+        let p = Progress { enabled, last: -1.0 };
         p.print(0.0);
         p
     }
@@ -27,11 +24,7 @@ impl Progress {
 
     /// Reports `done` of `total`; prints at most once per whole percent.
     pub fn update(&mut self, done: u64, total: u64) {
-        let pct = if total == 0 {
-            100.0
-        } else {
-            (done as f64 * 100.0 / total as f64).min(100.0)
-        };
+        let pct = if total == 0 { 100.0 } else { (done as f64 * 100.0 / total as f64).min(100.0) };
         if pct.floor() > self.last {
             self.last = pct.floor();
             self.print(pct.floor());

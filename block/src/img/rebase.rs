@@ -26,19 +26,13 @@ fn allocated_below(n: &Option<Arc<BlockNode>>, off: u64, len: u64) -> crate::Res
 }
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "hf:F:b:upt:T:qU",
-        &["object=", "image-opts", "force-share"],
-    )?;
+    let a = args::parse(argv, "hf:F:b:upt:T:qU", &["object=", "image-opts", "force-share"])?;
     super::reject_unsupported(&a, &["object", "image-opts"])?;
     let Some(path) = a.positional.first() else {
         return Err(ImgError::usage("Expecting one image file name"));
     };
     let Some(new_name) = a.value("b") else {
-        return Err(ImgError::new(
-            "Must specify backing file (-b) or use '' as argument",
-        ));
+        return Err(ImgError::new("Must specify backing file (-b) or use '' as argument"));
     };
     let new_fmt = a.value("F");
     if !new_name.is_empty() && new_fmt.is_none() {
@@ -55,29 +49,21 @@ pub fn run(argv: &[String]) -> ImgResult {
     if a.has("u") {
         let top = open_image(path, a.value("f"), false, Backing::None)?;
         top.set_backing(None, header_name, header_fmt)
-            .map_err(|e| {
-                ImgError::new(format!(
-                    "Could not change the backing file to '{new_name}': {e}"
-                ))
-            })?;
+            .map_err(|e| ImgError::new(format!("Could not change the backing file to '{new_name}': {e}")))?;
         return Ok(0);
     }
     let top = open_image(path, a.value("f"), false, Backing::FromHeader)?;
     let old = top.backing();
-    let new = match header_name {
-        None => None,
-        Some(n) => {
-            let full = combine_backing_path(path, n);
-            Some(
-                open_image(&full, new_fmt, true, Backing::FromHeader).map_err(|e| {
-                    ImgError::new(format!(
-                        "Could not open new backing file '{full}': {}",
-                        e.msg
-                    ))
-                })?,
-            )
-        }
-    };
+    let new =
+        match header_name {
+            None => None,
+            Some(n) => {
+                let full = combine_backing_path(path, n);
+                Some(open_image(&full, new_fmt, true, Backing::FromHeader).map_err(|e| {
+                    ImgError::new(format!("Could not open new backing file '{full}': {}", e.msg))
+                })?)
+            }
+        };
     let size = top.size();
     let cs = top.cluster_size();
     let mut progress = Progress::new(a.has("p") && !quiet);
@@ -114,11 +100,7 @@ pub fn run(argv: &[String]) -> ImgResult {
         let mut p = 0u64;
         let mut pending: Option<(u64, u64)> = None;
         while p <= run {
-            let piece_end = if p < run {
-                ((off + p) / cs * cs + cs).min(off + run) - off
-            } else {
-                run
-            };
+            let piece_end = if p < run { ((off + p) / cs * cs + cs).min(off + run) - off } else { run };
             let differs = p < run && {
                 let (s, e) = (p as usize, piece_end as usize);
                 old_buf[s..e] != new_buf[s..e]
@@ -148,11 +130,7 @@ pub fn run(argv: &[String]) -> ImgResult {
     }
     top.flush()?;
     top.set_backing(new.clone(), header_name, header_fmt)
-        .map_err(|e| {
-            ImgError::new(format!(
-                "Could not change the backing file to '{new_name}': {e}"
-            ))
-        })?;
+        .map_err(|e| ImgError::new(format!("Could not change the backing file to '{new_name}': {e}")))?;
     progress.finish();
     Ok(0)
 }

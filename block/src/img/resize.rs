@@ -5,11 +5,7 @@ use super::{ImgError, ImgResult, args, open_image};
 use crate::node::{Backing, Format};
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "f:hqU",
-        &["shrink", "preallocation=", "image-opts", "object="],
-    )?;
+    let a = args::parse(argv, "f:hqU", &["shrink", "preallocation=", "image-opts", "object="])?;
     super::reject_unsupported(&a, &["image-opts", "object", "preallocation"])?;
     if a.positional.len() != 2 {
         return Err(ImgError::usage("Expecting image file name and size"));

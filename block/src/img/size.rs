@@ -7,9 +7,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let mult: u64 = match suffix {
         "" | "b" | "B" => 1,

@@ -5,11 +5,7 @@ use crate::info::{SnapshotInfo, snapshot_table};
 use crate::node::Backing;
 
 pub fn run(argv: &[String]) -> ImgResult {
-    let a = args::parse(
-        argv,
-        "la:c:d:f:hqU",
-        &["force-share", "image-opts", "object="],
-    )?;
+    let a = args::parse(argv, "la:c:d:f:hqU", &["force-share", "image-opts", "object="])?;
     super::reject_unsupported(&a, &["image-opts", "object"])?;
     let Some(path) = a.positional.first() else {
         return Err(ImgError::usage("Expecting one image file name"));
@@ -32,27 +28,21 @@ pub fn run(argv: &[String]) -> ImgResult {
     }
     let not_supported = "-95 (Operation not supported)";
     if let Some(name) = a.value("c") {
-        let q = node.qcow2().ok_or_else(|| {
-            ImgError::new(format!(
-                "Could not create snapshot '{name}': {not_supported}"
-            ))
-        })?;
+        let q = node
+            .qcow2()
+            .ok_or_else(|| ImgError::new(format!("Could not create snapshot '{name}': {not_supported}")))?;
         q.snapshot_create(name, 0)
             .map_err(|e| ImgError::new(format!("Could not create snapshot '{name}': {e}")))?;
     } else if let Some(name) = a.value("a") {
-        let q = node.qcow2().ok_or_else(|| {
-            ImgError::new(format!(
-                "Could not apply snapshot '{name}': {not_supported}"
-            ))
-        })?;
+        let q = node
+            .qcow2()
+            .ok_or_else(|| ImgError::new(format!("Could not apply snapshot '{name}': {not_supported}")))?;
         q.snapshot_apply(name)
             .map_err(|e| ImgError::new(format!("Could not apply snapshot '{name}': {e}")))?;
     } else if let Some(name) = a.value("d") {
-        let q = node.qcow2().ok_or_else(|| {
-            ImgError::new(format!(
-                "Could not delete snapshot '{name}': {not_supported}"
-            ))
-        })?;
+        let q = node
+            .qcow2()
+            .ok_or_else(|| ImgError::new(format!("Could not delete snapshot '{name}': {not_supported}")))?;
         q.snapshot_delete(name)
             .map_err(|e| ImgError::new(format!("Could not delete snapshot '{name}': {e}")))?;
     }

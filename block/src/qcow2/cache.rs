@@ -21,11 +21,7 @@ pub struct TableCache {
 
 impl TableCache {
     pub fn new(cluster_size: u64, max_bytes: u64) -> Self {
-        TableCache {
-            map: HashMap::new(),
-            max_entries: (max_bytes / cluster_size).max(4) as usize,
-            clock: 0,
-        }
+        TableCache { map: HashMap::new(), max_entries: (max_bytes / cluster_size).max(4) as usize, clock: 0 }
     }
 
     pub fn get_mut(&mut self, off: u64) -> Option<&mut Entry> {
@@ -49,25 +45,14 @@ impl TableCache {
     /// (via `full_of_dirty` and a flush) that a clean entry exists when the cache is full.
     pub fn insert(&mut self, off: u64, data: Vec<u8>, dirty: bool) {
         if self.map.len() >= self.max_entries && !self.map.contains_key(&off) {
-            let victim = self
-                .map
-                .iter()
-                .filter(|(_, e)| !e.dirty)
-                .min_by_key(|(_, e)| e.last_use)
-                .map(|(k, _)| *k);
+            let victim =
+                self.map.iter().filter(|(_, e)| !e.dirty).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
             if let Some(v) = victim {
                 self.map.remove(&v);
             }
         }
         self.clock += 1;
-        self.map.insert(
-            off,
-            Entry {
-                data,
-                dirty,
-                last_use: self.clock,
-            },
-        );
+        self.map.insert(off, Entry { data, dirty, last_use: self.clock });
     }
 
     pub fn remove(&mut self, off: u64) {
@@ -76,12 +61,7 @@ impl TableCache {
 
     /// Offsets of dirty entries, sorted (sequential write-back).
     pub fn dirty_offsets(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .map
-            .iter()
-            .filter(|(_, e)| e.dirty)
-            .map(|(k, _)| *k)
-            .collect();
+        let mut v: Vec<u64> = self.map.iter().filter(|(_, e)| e.dirty).map(|(k, _)| *k).collect();
         v.sort_unstable();
         v
     }

@@ -10,8 +10,7 @@
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
 use super::meta::{
-    L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify,
-    read_table_prefix,
+    L2Kind, Meta, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, REFT_OFFSET_MASK, classify, read_table_prefix,
 };
 use super::snapshot::{fix_copied, read_snapshots, table_size};
 use crate::error::Result;
@@ -91,9 +90,7 @@ impl Walker {
             }
             if !l2.is_multiple_of(cs) {
                 self.res.corruptions += 1;
-                self.msg(format!(
-                    "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
-                ));
+                self.msg(format!("ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"));
                 continue;
             }
             self.inc(l2, cs);
@@ -149,10 +146,7 @@ impl Walker {
 /// the re-check after repairing, with the `*_fixed` counters of the repair pass.
 pub fn check(q: &Qcow2, repair: Repair) -> Result<CheckResult> {
     let h = q.header();
-    if h.other_extensions
-        .iter()
-        .any(|e| e.kind == super::header::EXT_BITMAPS)
-    {
+    if h.other_extensions.iter().any(|e| e.kind == super::header::EXT_BITMAPS) {
         return Err(crate::error::BlockError::Unsupported(
             "Checking images with persistent dirty bitmaps is not supported".into(),
         ));
@@ -180,12 +174,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
     let cs = meta.cluster_size();
     let file_len = meta.file.len()?;
     let nb = file_len.div_ceil(cs);
-    let mut w = Walker {
-        refs: vec![0u64; nb as usize],
-        cs,
-        res: CheckResult::default(),
-        next_contiguous: 0,
-    };
+    let mut w = Walker { refs: vec![0u64; nb as usize], cs, res: CheckResult::default(), next_contiguous: 0 };
     w.res.total_clusters = meta.h.size.div_ceil(cs);
     // header
     w.inc(0, cs);
@@ -220,10 +209,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         w.inc(meta.h.snapshots_offset, table_size(&snaps, meta.h.version));
     }
     // refcount table and blocks
-    w.inc(
-        meta.h.refcount_table_offset,
-        u64::from(meta.h.refcount_table_clusters) * cs,
-    );
+    w.inc(meta.h.refcount_table_offset, u64::from(meta.h.refcount_table_clusters) * cs);
     let reftable = meta.reftable.clone();
     let mut bad_blocks = std::collections::HashSet::new();
     for (i, e) in reftable.iter().enumerate() {
@@ -233,9 +219,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         }
         if !off.is_multiple_of(cs) {
             w.res.corruptions += 1;
-            w.msg(format!(
-                "ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
-            ));
+            w.msg(format!("ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"));
             bad_blocks.insert(i);
             continue;
         }
@@ -285,9 +269,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         let fixable = (refcount > reference && repair != Repair::None)
             || (refcount < reference && repair == Repair::All);
         if fixable && meta.set_refcount(c, reference).is_ok() {
-            w.msg(format!(
-                "Repairing cluster {c} refcount={refcount} reference={reference}"
-            ));
+            w.msg(format!("Repairing cluster {c} refcount={refcount} reference={reference}"));
             if refcount > reference {
                 w.res.leaks_fixed += 1;
             } else {
@@ -296,14 +278,10 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
             continue;
         }
         if refcount < reference {
-            w.msg(format!(
-                "ERROR cluster {c} refcount={refcount} reference={reference}"
-            ));
+            w.msg(format!("ERROR cluster {c} refcount={refcount} reference={reference}"));
             w.res.corruptions += 1;
         } else {
-            w.msg(format!(
-                "Leaked cluster {c} refcount={refcount} reference={reference}"
-            ));
+            w.msg(format!("Leaked cluster {c} refcount={refcount} reference={reference}"));
             w.res.leaks += 1;
         }
     }
@@ -319,9 +297,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
         let rc = meta.refcount(l2 / cs).unwrap_or(0);
         if (rc == 1) != (e & OFLAG_COPIED != 0) {
             copied_errors += 1;
-            w.msg(format!(
-                "ERROR OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={e:x} refcount={rc}"
-            ));
+            w.msg(format!("ERROR OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={e:x} refcount={rc}"));
         }
         for idx in 0..per {
             let entry = meta.l2_get(l2, idx)?;
@@ -335,9 +311,7 @@ fn check_once(meta: &mut Meta, repair: Repair) -> Result<CheckResult> {
                 let rc = meta.refcount(h / cs).unwrap_or(0);
                 if (rc == 1) != (entry & OFLAG_COPIED != 0) {
                     copied_errors += 1;
-                    w.msg(format!(
-                        "ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={rc}"
-                    ));
+                    w.msg(format!("ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={rc}"));
                 }
             }
         }

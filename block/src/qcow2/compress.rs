@@ -11,17 +11,8 @@ pub fn inflate_cluster(input: &[u8], out: &mut [u8]) -> Result<()> {
     let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
     let (status, _, written) = decompress(&mut dec, input, out, 0, flags);
     let ok = written == out.len()
-        && matches!(
-            status,
-            TINFLStatus::Done | TINFLStatus::HasMoreOutput | TINFLStatus::NeedsMoreInput
-        );
-    if ok {
-        Ok(())
-    } else {
-        Err(BlockError::Invalid(
-            "Could not decompress a compressed cluster".into(),
-        ))
-    }
+        && matches!(status, TINFLStatus::Done | TINFLStatus::HasMoreOutput | TINFLStatus::NeedsMoreInput);
+    if ok { Ok(()) } else { Err(BlockError::Invalid("Could not decompress a compressed cluster".into())) }
 }
 
 /// Deflates a cluster; `None` when compression does not save at least one sector.

@@ -81,9 +81,7 @@ impl Default for CreateOptions {
 pub fn validate(o: &CreateOptions) -> Result<u32> {
     let cs = o.cluster_size;
     if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
-        return Err(BlockError::Argument(
-            "Cluster size must be a power of two between 512 and 2048k".into(),
-        ));
+        return Err(BlockError::Argument("Cluster size must be a power of two between 512 and 2048k".into()));
     }
     if !o.refcount_bits.is_power_of_two() || o.refcount_bits > 64 {
         return Err(BlockError::Argument(
@@ -102,8 +100,7 @@ pub fn validate(o: &CreateOptions) -> Result<u32> {
     }
     if o.backing_file.is_some() && o.preallocation != Preallocation::Off {
         return Err(BlockError::Argument(
-            "Backing file and preallocation can only be used at the same time if extended_l2 is on"
-                .into(),
+            "Backing file and preallocation can only be used at the same time if extended_l2 is on".into(),
         ));
     }
     if let Some(b) = &o.backing_file
@@ -112,16 +109,13 @@ pub fn validate(o: &CreateOptions) -> Result<u32> {
         return Err(BlockError::Argument("Backing file name too long".into()));
     }
     if !o.size.is_multiple_of(512) {
-        return Err(BlockError::Argument(
-            "Image size must be a multiple of 512 bytes".into(),
-        ));
+        return Err(BlockError::Argument("Image size must be a multiple of 512 bytes".into()));
     }
     let bits = cs.trailing_zeros();
     let per_l1 = cs * (cs / 8);
     if o.size.div_ceil(per_l1) > MAX_L1_BYTES / 8 {
         return Err(BlockError::Argument(
-            "The image size is too large for file format 'qcow2' (try using a larger cluster size)"
-                .into(),
+            "The image size is too large for file format 'qcow2' (try using a larger cluster size)".into(),
         ));
     }
     Ok(bits)
@@ -146,11 +140,7 @@ pub fn create(path: &Path, o: &CreateOptions) -> Result<()> {
         nb_snapshots: 0,
         snapshots_offset: 0,
         incompatible_features: 0,
-        compatible_features: if o.lazy_refcounts {
-            COMPAT_LAZY_REFCOUNTS
-        } else {
-            0
-        },
+        compatible_features: if o.lazy_refcounts { COMPAT_LAZY_REFCOUNTS } else { 0 },
         autoclear_features: 0,
         refcount_order: o.refcount_bits.trailing_zeros(),
         header_length: if o.version >= 3 { 112 } else { 72 },

@@ -140,15 +140,11 @@ impl Header {
         }
         let version = be32(buf, 4);
         if !(2..=3).contains(&version) {
-            return Err(BlockError::Unsupported(format!(
-                "Unsupported qcow2 version {version}"
-            )));
+            return Err(BlockError::Unsupported(format!("Unsupported qcow2 version {version}")));
         }
         let cluster_bits = be32(buf, 20);
         if !(9..=21).contains(&cluster_bits) {
-            return Err(invalid(format!(
-                "Unsupported cluster size: 2^{cluster_bits}"
-            )));
+            return Err(invalid(format!("Unsupported cluster size: 2^{cluster_bits}")));
         }
         let cluster_size = 1u64 << cluster_bits;
         let mut h = Header {
@@ -197,11 +193,8 @@ impl Header {
             return Err(invalid("Invalid backing file offset"));
         }
         h.parse_extensions(buf)?;
-        let known = INCOMPAT_DIRTY
-            | INCOMPAT_CORRUPT
-            | INCOMPAT_DATA_FILE
-            | INCOMPAT_COMPRESSION
-            | INCOMPAT_EXTL2;
+        let known =
+            INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
         let unknown = h.incompatible_features & !known;
         if unknown != 0 {
             return Err(BlockError::Unsupported(format!(
@@ -209,36 +202,22 @@ impl Header {
             )));
         }
         if h.is_corrupt() && writable {
-            return Err(invalid(
-                "qcow2: Image is corrupt; cannot be opened read/write",
-            ));
+            return Err(invalid("qcow2: Image is corrupt; cannot be opened read/write"));
         }
         if h.incompatible_features & INCOMPAT_COMPRESSION == 0 && h.compression_type != 0 {
-            return Err(invalid(
-                "qcow2: Compression type incompatible feature bit must be set",
-            ));
+            return Err(invalid("qcow2: Compression type incompatible feature bit must be set"));
         }
         if h.compression_type > 1 {
-            return Err(invalid(format!(
-                "qcow2: unknown compression type: {}",
-                h.compression_type
-            )));
+            return Err(invalid(format!("qcow2: unknown compression type: {}", h.compression_type)));
         }
         if h.refcount_order > 6 {
-            return Err(invalid(
-                "Reference count entry width too large; may not exceed 64 bits",
-            ));
+            return Err(invalid("Reference count entry width too large; may not exceed 64 bits"));
         }
         if h.crypt_method > 2 {
-            return Err(invalid(format!(
-                "Unsupported encryption method {}",
-                h.crypt_method
-            )));
+            return Err(invalid(format!("Unsupported encryption method {}", h.crypt_method)));
         }
         if h.crypt_method != 0 {
-            return Err(BlockError::Unsupported(
-                "Encrypted qcow2 images are not supported".into(),
-            ));
+            return Err(BlockError::Unsupported("Encrypted qcow2 images are not supported".into()));
         }
         if h.incompatible_features & INCOMPAT_DATA_FILE != 0 {
             return Err(BlockError::Unsupported(
@@ -280,9 +259,7 @@ impl Header {
         if u64::from(h.l1_size) < need {
             return Err(invalid("L1 table is too small"));
         }
-        if h.l1_size > 0
-            && !table_offset_valid(h.l1_table_offset, h.l1_size.into(), 8, cluster_size)
-        {
+        if h.l1_size > 0 && !table_offset_valid(h.l1_table_offset, h.l1_size.into(), 8, cluster_size) {
             return Err(invalid("Active L1 table offset invalid"));
         }
         if h.backing_file_offset != 0 {
@@ -303,11 +280,8 @@ impl Header {
     fn parse_extensions(&mut self, buf: &[u8]) -> Result<()> {
         let cluster_size = self.cluster_size() as usize;
         let mut off = self.header_length as usize;
-        let end = if self.backing_file_offset != 0 {
-            self.backing_file_offset as usize
-        } else {
-            cluster_size
-        };
+        let end =
+            if self.backing_file_offset != 0 { self.backing_file_offset as usize } else { cluster_size };
         let end = end.min(buf.len());
         while off + 8 <= end {
             let kind = be32(buf, off);
@@ -331,10 +305,7 @@ impl Header {
                     self.backing_format = Some(String::from_utf8_lossy(s).into_owned());
                 }
                 EXT_FEATURE_TABLE => {}
-                _ => self.other_extensions.push(RawExtension {
-                    kind,
-                    data: data.to_vec(),
-                }),
+                _ => self.other_extensions.push(RawExtension { kind, data: data.to_vec() }),
             }
             off += len.next_multiple_of(8);
         }
@@ -347,11 +318,7 @@ impl Header {
     pub fn serialize(&mut self) -> Result<Vec<u8>> {
         let cs = self.cluster_size() as usize;
         let mut b = Vec::with_capacity(cs);
-        let hlen = if self.version >= 3 {
-            self.header_length.max(112)
-        } else {
-            72
-        };
+        let hlen = if self.version >= 3 { self.header_length.max(112) } else { 72 };
         self.header_length = hlen;
         b.resize(hlen as usize, 0);
         b[0..4].copy_from_slice(&QCOW2_MAGIC.to_be_bytes());
@@ -482,26 +449,16 @@ mod tests {
             (4, 4, "Unsupported qcow2 version 4"),
             (20, 8, "Unsupported cluster size: 2^8"),
             (36, 0x7fff_ffff, "Active L1 table too large"),
-            (
-                96,
-                7,
-                "Reference count entry width too large; may not exceed 64 bits",
-            ),
+            (96, 7, "Reference count entry width too large; may not exceed 64 bits"),
         ];
         for (off, val, msg) in cases {
             let mut x = b.clone();
             x[off..off + 4].copy_from_slice(&val.to_be_bytes());
             assert_eq!(Header::parse(&x, false).unwrap_err().to_string(), msg);
         }
-        assert_eq!(
-            Header::parse(&b[..50], false).unwrap_err().to_string(),
-            "qcow2 header too short"
-        );
+        assert_eq!(Header::parse(&b[..50], false).unwrap_err().to_string(), "qcow2 header too short");
         let mut x = b.clone();
         x[0] = 0;
-        assert_eq!(
-            Header::parse(&x, false).unwrap_err().to_string(),
-            "Image is not in qcow2 format"
-        );
+        assert_eq!(Header::parse(&x, false).unwrap_err().to_string(), "Image is not in qcow2 format");
     }
 }

@@ -55,11 +55,7 @@ pub fn classify(entry: u64, cluster_bits: u32) -> L2Kind {
     if entry & OFLAG_ZERO != 0 {
         return L2Kind::Zero((host != 0).then_some(host));
     }
-    if host == 0 {
-        L2Kind::Unallocated
-    } else {
-        L2Kind::Normal(host)
-    }
+    if host == 0 { L2Kind::Unallocated } else { L2Kind::Normal(host) }
 }
 
 /// Host clusters occupied by an L2 entry (for refcount updates), as (offset, bytes).
@@ -207,32 +203,20 @@ impl Meta {
             return Ok(None);
         }
         if !off.is_multiple_of(self.cluster_size()) {
-            return Err(corrupt(format!(
-                "Refblock offset {off:#x} unaligned (reftable index: {bi:#x})"
-            )));
+            return Err(corrupt(format!("Refblock offset {off:#x} unaligned (reftable index: {bi:#x})")));
         }
         if off >= MAX_HOST_OFFSET {
-            return Err(corrupt(format!(
-                "Refblock offset {off:#x} out of range (reftable index: {bi:#x})"
-            )));
+            return Err(corrupt(format!("Refblock offset {off:#x} out of range (reftable index: {bi:#x})")));
         }
         Ok(Some(off))
     }
 
     fn load_cached(&mut self, off: u64, refblock: bool) -> Result<()> {
-        let present = if refblock {
-            self.refblocks.contains(off)
-        } else {
-            self.l2.contains(off)
-        };
+        let present = if refblock { self.refblocks.contains(off) } else { self.l2.contains(off) };
         if present {
             return Ok(());
         }
-        let need_flush = if refblock {
-            self.refblocks.full_of_dirty()
-        } else {
-            self.l2.full_of_dirty()
-        };
+        let need_flush = if refblock { self.refblocks.full_of_dirty() } else { self.l2.full_of_dirty() };
         if need_flush {
             self.writeback()?;
         }
@@ -263,12 +247,7 @@ impl Meta {
             }
             5 => {
                 let i = idx as usize * 4;
-                u64::from(u32::from_be_bytes([
-                    block[i],
-                    block[i + 1],
-                    block[i + 2],
-                    block[i + 3],
-                ]))
+                u64::from(u32::from_be_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]]))
             }
             _ => be64_at(block, idx as usize),
         }
@@ -299,11 +278,7 @@ impl Meta {
 
     pub fn max_refcount(&self) -> u64 {
         let bits = self.h.refcount_bits();
-        if bits >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << bits) - 1
-        }
+        if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
     }
 
     /// Refcount of host cluster `c` (0 where no refcount block covers it).
@@ -329,9 +304,7 @@ impl Meta {
     fn create_refblock(&mut self, bi: u64) -> Result<()> {
         let max_entries = MAX_REFTABLE_BYTES / 8;
         if bi >= max_entries {
-            return Err(BlockError::Unsupported(
-                "Cannot grow the refcount table any further".into(),
-            ));
+            return Err(BlockError::Unsupported("Cannot grow the refcount table any further".into()));
         }
         if bi as usize >= self.reftable.len() {
             self.reftable.resize(bi as usize + 1, 0);
@@ -366,9 +339,7 @@ impl Meta {
             }
             self.create_refblock(bi)?;
             if c.is_multiple_of(epb) {
-                return Err(corrupt(format!(
-                    "Cluster {c} collides with its own new refcount block"
-                )));
+                return Err(corrupt(format!("Cluster {c} collides with its own new refcount block")));
             }
         }
         let Some(off) = self.refblock_offset(bi)? else {
@@ -402,17 +373,13 @@ impl Meta {
                 match cur.checked_add(delta as u64) {
                     Some(n) if n <= max => n,
                     _ => {
-                        return Err(corrupt(format!(
-                            "Refcount overflow for cluster {c} (refcount {cur})"
-                        )));
+                        return Err(corrupt(format!("Refcount overflow for cluster {c} (refcount {cur})")));
                     }
                 }
             } else {
                 let d = delta.unsigned_abs();
                 if cur < d {
-                    return Err(corrupt(format!(
-                        "Refcount underflow for cluster {c} (refcount {cur})"
-                    )));
+                    return Err(corrupt(format!("Refcount underflow for cluster {c} (refcount {cur})")));
                 }
                 cur - d
             };
@@ -534,9 +501,7 @@ impl Meta {
             return Ok(None);
         }
         if !off.is_multiple_of(self.cluster_size()) {
-            return Err(corrupt(format!(
-                "L2 table offset {off:#x} unaligned (L1 index: {l1_idx:#x})"
-            )));
+            return Err(corrupt(format!("L2 table offset {off:#x} unaligned (L1 index: {l1_idx:#x})")));
         }
         Ok(Some(off))
     }
@@ -598,18 +563,12 @@ impl Meta {
         let mut first: Option<(u64, Extent)> = None;
         while pos < end {
             let n = (cs - pos % cs).min(end - pos);
-            let (_, ext) = self
-                .map(pos, n)?
-                .into_iter()
-                .next()
-                .unwrap_or((n, Extent::Unallocated));
+            let (_, ext) = self.map(pos, n)?.into_iter().next().unwrap_or((n, Extent::Unallocated));
             match (&mut first, ext) {
                 (None, e) => first = Some((n, e)),
                 (Some((l, Extent::Data(h0))), Extent::Data(h)) if *h0 + *l == h => *l += n,
                 (Some((l, Extent::Zero(None))), Extent::Zero(None)) => *l += n,
-                (Some((l, Extent::Zero(Some(h0)))), Extent::Zero(Some(h))) if *h0 + *l == h => {
-                    *l += n
-                }
+                (Some((l, Extent::Zero(Some(h0)))), Extent::Zero(Some(h))) if *h0 + *l == h => *l += n,
                 (Some((l, Extent::Unallocated)), Extent::Unallocated) => *l += n,
                 _ => break,
             }
@@ -651,9 +610,7 @@ impl Meta {
             match (out.last_mut(), ext) {
                 (Some((l, Extent::Data(h0))), Extent::Data(h)) if *h0 + *l == h => *l += n,
                 (Some((l, Extent::Zero(None))), Extent::Zero(None)) => *l += n,
-                (Some((l, Extent::Zero(Some(h0)))), Extent::Zero(Some(h))) if *h0 + *l == h => {
-                    *l += n
-                }
+                (Some((l, Extent::Zero(Some(h0)))), Extent::Zero(Some(h))) if *h0 + *l == h => *l += n,
                 (Some((l, Extent::Unallocated)), Extent::Unallocated) => *l += n,
                 _ => out.push((n, ext)),
             }
@@ -718,8 +675,7 @@ impl Meta {
     /// Sets an L2 entry and schedules the release of what the old one pointed to.
     pub fn replace_l2_entry(&mut self, off: u64, v: u64) -> Result<()> {
         let old = self.set_l2_entry(off, v)?;
-        if let Some((h, len)) =
-            entry_host_range(classify(old, self.h.cluster_bits), self.cluster_size())
+        if let Some((h, len)) = entry_host_range(classify(old, self.h.cluster_bits), self.cluster_size())
             && ((v & OFFSET_MASK) != h || v & OFLAG_COMPRESSED != 0 || old & OFLAG_COMPRESSED != 0)
         {
             self.free_deferred(h, len);
@@ -733,11 +689,7 @@ impl Meta {
         let cache = if refblock { &self.refblocks } else { &self.l2 };
         let dirty = cache.dirty_offsets();
         for off in &dirty {
-            let cache = if refblock {
-                &mut self.refblocks
-            } else {
-                &mut self.l2
-            };
+            let cache = if refblock { &mut self.refblocks } else { &mut self.l2 };
             if let Some(e) = cache.get_mut(*off) {
                 self.file.write_at(&e.data, *off)?;
                 e.dirty = false;
@@ -771,10 +723,7 @@ impl Meta {
         let raw = encode_table(&self.reftable, (clusters * cs) as usize);
         self.file.write_at(&raw, new_off)?;
         self.file.sync()?;
-        let old = (
-            self.h.refcount_table_offset,
-            u64::from(self.h.refcount_table_clusters),
-        );
+        let old = (self.h.refcount_table_offset, u64::from(self.h.refcount_table_clusters));
         self.h.refcount_table_offset = new_off;
         self.h.refcount_table_clusters = clusters as u32;
         let mut f = [0u8; 12];
@@ -861,34 +810,18 @@ mod tests {
     fn classify_entries() {
         assert_eq!(classify(0, 16), L2Kind::Unallocated);
         assert_eq!(classify(OFLAG_ZERO, 16), L2Kind::Zero(None));
-        assert_eq!(
-            classify(0x50000 | OFLAG_ZERO, 16),
-            L2Kind::Zero(Some(0x50000))
-        );
-        assert_eq!(
-            classify(0x50000 | OFLAG_COPIED, 16),
-            L2Kind::Normal(0x50000)
-        );
+        assert_eq!(classify(0x50000 | OFLAG_ZERO, 16), L2Kind::Zero(Some(0x50000)));
+        assert_eq!(classify(0x50000 | OFLAG_COPIED, 16), L2Kind::Normal(0x50000));
         // compressed, 64 KiB clusters: offset bits 0..54, sector count above
         let e = OFLAG_COMPRESSED | (2u64 << 54) | 0x50200;
-        assert_eq!(
-            classify(e, 16),
-            L2Kind::Compressed {
-                offset: 0x50200,
-                size: 3 * 512
-            }
-        );
+        assert_eq!(classify(e, 16), L2Kind::Compressed { offset: 0x50200, size: 3 * 512 });
     }
 
     #[test]
     fn refcount_widths_round_trip() {
         for order in 0..=6u32 {
             let bits = 1u64 << order;
-            let max = if bits == 64 {
-                u64::MAX
-            } else {
-                (1 << bits) - 1
-            };
+            let max = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
             let mut block = vec![0u8; 512];
             let entries = 512 * 8 / bits;
             for i in 0..entries {
@@ -921,11 +854,7 @@ mod tests {
             let f = ImageFile::create(&dir.path().join("x")).unwrap();
             let m = Meta::load(Arc::new(f), h, false).unwrap();
             for i in 0..entries {
-                assert_eq!(
-                    m.decode_refcount(&block, i),
-                    (i * 7 + 1) & max,
-                    "order {order}"
-                );
+                assert_eq!(m.decode_refcount(&block, i), (i * 7 + 1) & max, "order {order}");
             }
         }
     }

@@ -58,9 +58,7 @@ pub struct Qcow2 {
 
 impl std::fmt::Debug for Qcow2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Qcow2")
-            .field("file", &self.file.path())
-            .finish()
+        f.debug_struct("Qcow2").field("file", &self.file.path()).finish()
     }
 }
 
@@ -76,9 +74,7 @@ impl Qcow2 {
         file.read_at(&mut first, 0)?;
         let h = Header::parse(&first, writable)?;
         let has_bitmaps = h.autoclear_features & header::AUTOCLEAR_BITMAPS != 0
-            || h.other_extensions
-                .iter()
-                .any(|e| e.kind == header::EXT_BITMAPS);
+            || h.other_extensions.iter().any(|e| e.kind == header::EXT_BITMAPS);
         if writable && has_bitmaps {
             return Err(BlockError::Unsupported(
                 "qcow2 images with persistent dirty bitmaps can only be opened read-only".into(),
@@ -100,8 +96,7 @@ impl Qcow2 {
             check::check(&q, check::Repair::All)?;
             let mut meta = q.meta()?;
             meta.h.incompatible_features &= !header::INCOMPAT_DIRTY;
-            q.file
-                .write_at(&meta.h.incompatible_features.to_be_bytes(), 72)?;
+            q.file.write_at(&meta.h.incompatible_features.to_be_bytes(), 72)?;
             q.file.sync()?;
         }
         Ok(q)
@@ -161,9 +156,7 @@ impl Qcow2 {
             (h.cluster_size(), h.cluster_bits, h.compression_type)
         };
         if ctype != 0 {
-            return Err(BlockError::Unsupported(
-                "zstd-compressed clusters are not supported".into(),
-            ));
+            return Err(BlockError::Unsupported("zstd-compressed clusters are not supported".into()));
         }
         let mut last = self.last_compressed.lock().map_err(|_| poisoned())?;
         if last.as_ref().is_none_or(|(e, _)| *e != entry) {
@@ -245,10 +238,7 @@ impl Qcow2 {
         let ranges = [
             (0, cs),
             (h.l1_table_offset, u64::from(h.l1_size) * 8),
-            (
-                h.refcount_table_offset,
-                u64::from(h.refcount_table_clusters) * cs,
-            ),
+            (h.refcount_table_offset, u64::from(h.refcount_table_clusters) * cs),
         ];
         for (start, l) in ranges {
             if l > 0 && host < start + l && start < host + len {
@@ -273,12 +263,7 @@ impl Qcow2 {
 
     /// Writes only into clusters this layer does not allocate yet, atomically with respect
     /// to other writers: stream's copy step, which must never overwrite newer guest data.
-    pub fn write_unallocated(
-        &self,
-        buf: &[u8],
-        off: u64,
-        backing: Option<&dyn BackingRead>,
-    ) -> Result<()> {
+    pub fn write_unallocated(&self, buf: &[u8], off: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
         self.write_impl(buf, off, backing, true)
     }
 
@@ -310,10 +295,7 @@ impl Qcow2 {
                     let r = match r {
                         Ok(()) => self.meta().and_then(|mut meta| {
                             for i in 0..k {
-                                meta.replace_l2_entry(
-                                    run_start + i * cs,
-                                    (host + i * cs) | OFLAG_COPIED,
-                                )?;
+                                meta.replace_l2_entry(run_start + i * cs, (host + i * cs) | OFLAG_COPIED)?;
                             }
                             Ok(())
                         }),
@@ -347,11 +329,7 @@ impl Qcow2 {
             let entry = meta.l2_entry(pos)?;
             let kind = classify(entry, bits);
             meta.check_data_offset(kind, pos)?;
-            let in_flight = self
-                .inflight
-                .lock()
-                .map_err(|_| poisoned())?
-                .contains(&(pos - in_off));
+            let in_flight = self.inflight.lock().map_err(|_| poisoned())?.contains(&(pos - in_off));
             if only_unallocated && kind != L2Kind::Unallocated && !in_flight {
                 return Ok(Step::Skip((cs - in_off).min(end - pos)));
             }
@@ -466,12 +444,7 @@ impl Qcow2 {
 
     /// Makes `[off, off+len)` read as zero. Whole clusters get the zero flag (v3) or are
     /// deallocated (v2 without backing); the rest is written as zero data.
-    pub fn write_zeroes(
-        &self,
-        off: u64,
-        len: u64,
-        backing: Option<&dyn BackingRead>,
-    ) -> Result<()> {
+    pub fn write_zeroes(&self, off: u64, len: u64, backing: Option<&dyn BackingRead>) -> Result<()> {
         self.write_zeroes_impl(off, len, backing, false)
     }
 
@@ -506,8 +479,8 @@ impl Qcow2 {
             let mut c = first;
             while c < last {
                 let kind = classify(meta.l2_entry(c)?, bits);
-                let reads_zero = matches!(kind, L2Kind::Zero(_))
-                    || (kind == L2Kind::Unallocated && backing.is_none());
+                let reads_zero =
+                    matches!(kind, L2Kind::Zero(_)) || (kind == L2Kind::Unallocated && backing.is_none());
                 if only_unallocated && kind != L2Kind::Unallocated {
                     c += cs;
                     continue;
@@ -525,8 +498,8 @@ impl Qcow2 {
             }
             for (o, l) in partial {
                 let kind = classify(meta.l2_entry(o)?, bits);
-                let reads_zero = matches!(kind, L2Kind::Zero(_))
-                    || (kind == L2Kind::Unallocated && backing.is_none());
+                let reads_zero =
+                    matches!(kind, L2Kind::Zero(_)) || (kind == L2Kind::Unallocated && backing.is_none());
                 if !reads_zero {
                     zero_data.push((o, l));
                 }
@@ -597,9 +570,7 @@ impl Qcow2 {
     pub fn write_compressed(&self, cluster_off: u64, data: &[u8]) -> Result<()> {
         let cs = self.cluster_size();
         if data.len() as u64 != cs || !cluster_off.is_multiple_of(cs) {
-            return Err(BlockError::Argument(
-                "Compressed writes must cover exactly one cluster".into(),
-            ));
+            return Err(BlockError::Argument("Compressed writes must cover exactly one cluster".into()));
         }
         let Some(c) = compress::deflate_cluster(data) else {
             return self.write(data, cluster_off, None);
@@ -649,9 +620,7 @@ impl Qcow2 {
         meta.writeback()?;
         let need = meta.h.l1_entries_for(new_size);
         if need > header::MAX_L1_BYTES / 8 {
-            return Err(BlockError::Argument(
-                "The new size is too large for qcow2".into(),
-            ));
+            return Err(BlockError::Argument("The new size is too large for qcow2".into()));
         }
         if need > u64::from(meta.h.l1_size) {
             let mut l1 = meta.l1.clone();
@@ -675,11 +644,7 @@ impl Qcow2 {
         meta.writeback()?;
         let mut h = meta.h.clone();
         h.backing_file = file.map(str::to_string);
-        h.backing_format = if file.is_some() {
-            format.map(str::to_string)
-        } else {
-            None
-        };
+        h.backing_format = if file.is_some() { format.map(str::to_string) } else { None };
         let raw = h.serialize()?;
         self.file.write_at(&raw, 0)?;
         self.file.sync()?;

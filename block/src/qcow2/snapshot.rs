@@ -12,8 +12,7 @@
 use super::Qcow2;
 use super::header::{MAX_L1_BYTES, table_offset_valid};
 use super::meta::{
-    L2Kind, Meta, OFFSET_MASK, OFLAG_COPIED, classify, encode_table, entry_host_range,
-    read_table_prefix,
+    L2Kind, Meta, OFFSET_MASK, OFLAG_COPIED, classify, encode_table, entry_host_range, read_table_prefix,
 };
 use crate::error::{BlockError, Result};
 use crate::file::ImageFile;
@@ -69,9 +68,7 @@ impl TableReader<'_> {
             return Ok(());
         }
         if pos < self.buf_off || end > self.buf_off + self.buf.len() as u64 {
-            let len = (out.len() as u64)
-                .max(64 << 10)
-                .min(self.file_len - pos.min(self.file_len));
+            let len = (out.len() as u64).max(64 << 10).min(self.file_len - pos.min(self.file_len));
             self.buf.resize(len.max(out.len() as u64) as usize, 0);
             self.file.read_at(&mut self.buf, pos)?;
             self.buf_off = pos;
@@ -85,21 +82,14 @@ impl TableReader<'_> {
 /// Reads the snapshot table (bounded as QEMU bounds it).
 pub fn read_snapshots(file: &ImageFile, offset: u64, count: u32) -> Result<Vec<Snapshot>> {
     let mut out = Vec::with_capacity(count.min(1024) as usize);
-    let mut r = TableReader {
-        file,
-        file_len: file.len()?,
-        buf: Vec::new(),
-        buf_off: 0,
-    };
+    let mut r = TableReader { file, file_len: file.len()?, buf: Vec::new(), buf_off: 0 };
     let mut pos = offset;
     for i in 0..count {
         let mut fixed = [0u8; 40];
         r.read(&mut fixed, pos)?;
         let extra_len = u32be(&fixed, 36);
         if extra_len > MAX_EXTRA_DATA {
-            return Err(BlockError::Invalid(format!(
-                "Too much extra metadata in snapshot table entry {i}"
-            )));
+            return Err(BlockError::Invalid(format!("Too much extra metadata in snapshot table entry {i}")));
         }
         let mut extra = vec![0u8; extra_len as usize];
         r.read(&mut extra, pos + 40)?;
@@ -190,9 +180,7 @@ pub(crate) fn update_tree(meta: &mut Meta, l1: &[u64], delta: i64) -> Result<()>
             continue;
         }
         if !l2.is_multiple_of(cs) {
-            return Err(BlockError::Invalid(format!(
-                "L2 table offset {l2:#x} unaligned (L1 index: {i:#x})"
-            )));
+            return Err(BlockError::Invalid(format!("L2 table offset {l2:#x} unaligned (L1 index: {i:#x})")));
         }
         for idx in 0..per {
             let entry = meta.l2_get(l2, idx)?;
@@ -290,22 +278,15 @@ pub(crate) fn fix_copied(meta: &mut Meta) -> Result<u64> {
 fn write_table(meta: &mut Meta, list: &[Snapshot]) -> Result<()> {
     let cs = meta.cluster_size();
     let raw = serialize(list, meta.h.version);
-    let off = if raw.is_empty() {
-        0
-    } else {
-        meta.alloc_clusters((raw.len() as u64).div_ceil(cs))?
-    };
+    let off = if raw.is_empty() { 0 } else { meta.alloc_clusters((raw.len() as u64).div_ceil(cs))? };
     meta.writeback()?;
     if !raw.is_empty() {
         meta.file.write_at(&raw, off)?;
         meta.file.sync()?;
     }
     let old_off = meta.h.snapshots_offset;
-    let old_size = table_size(
-        &read_snapshots(&meta.file, old_off, meta.h.nb_snapshots)?,
-        meta.h.version,
-    )
-    .max(u64::from(meta.h.nb_snapshots.min(1)) * 8);
+    let old_size = table_size(&read_snapshots(&meta.file, old_off, meta.h.nb_snapshots)?, meta.h.version)
+        .max(u64::from(meta.h.nb_snapshots.min(1)) * 8);
     let mut f = [0u8; 12];
     f[..4].copy_from_slice(&(list.len() as u32).to_be_bytes());
     f[4..].copy_from_slice(&off.to_be_bytes());
@@ -329,10 +310,8 @@ impl Qcow2 {
     /// Finds a snapshot by ID, then by name (QEMU's `find_snapshot_by_id_or_name`).
     pub fn find_snapshot(&self, id_or_name: &str) -> Result<Option<Snapshot>> {
         let list = self.snapshots()?;
-        let found = list
-            .iter()
-            .find(|s| s.id == id_or_name)
-            .or_else(|| list.iter().find(|s| s.name == id_or_name));
+        let found =
+            list.iter().find(|s| s.id == id_or_name).or_else(|| list.iter().find(|s| s.name == id_or_name));
         Ok(found.cloned())
     }
 
@@ -413,12 +392,7 @@ impl Qcow2 {
         Ok(sn)
     }
 
-    fn snapshot_create_inner(
-        &self,
-        name: &str,
-        vm_clock_nsec: u64,
-        vm_state_size: u64,
-    ) -> Result<Snapshot> {
+    fn snapshot_create_inner(&self, name: &str, vm_clock_nsec: u64, vm_state_size: u64) -> Result<Snapshot> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
@@ -444,15 +418,8 @@ impl Qcow2 {
         meta.writeback()?;
         fix_copied(&mut meta)?;
         meta.writeback()?;
-        let next_id = list
-            .iter()
-            .filter_map(|s| s.id.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let next_id = list.iter().filter_map(|s| s.id.parse::<u64>().ok()).max().unwrap_or(0) + 1;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let sn = Snapshot {
             l1_table_offset: l1_off,
             l1_size: l1.len() as u32,
@@ -477,22 +444,13 @@ impl Qcow2 {
         if u64::from(sn.l1_size) > MAX_L1_BYTES / 8 {
             return Err(BlockError::Invalid("Snapshot L1 table too large".into()));
         }
-        if !table_offset_valid(
-            sn.l1_table_offset,
-            sn.l1_size.into(),
-            8,
-            meta.cluster_size(),
-        ) {
-            return Err(BlockError::Invalid(
-                "Snapshot L1 table offset invalid".into(),
-            ));
+        if !table_offset_valid(sn.l1_table_offset, sn.l1_size.into(), 8, meta.cluster_size()) {
+            return Err(BlockError::Invalid("Snapshot L1 table offset invalid".into()));
         }
-        Ok(
-            read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
-                .into_iter()
-                .map(|e| e & !OFLAG_COPIED)
-                .collect(),
-        )
+        Ok(read_table_prefix(&meta.file, sn.l1_table_offset, sn.l1_size.into())?
+            .into_iter()
+            .map(|e| e & !OFLAG_COPIED)
+            .collect())
     }
 
     /// Reverts the disk to a snapshot (by ID or name).

@@ -6,18 +6,12 @@ use std::process::{Command, Output};
 
 fn tool(name: &str) -> String {
     let ok = Command::new(name).arg("--version").output().is_ok();
-    assert!(
-        ok,
-        "{name} is required for this test (Debian package qemu-utils) but was not found"
-    );
+    assert!(ok, "{name} is required for this test (Debian package qemu-utils) but was not found");
     name.to_string()
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(tool(cmd))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    Command::new(tool(cmd)).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
 }
 
 fn show(o: &Output) -> String {
@@ -45,9 +39,7 @@ pub fn qemu_io_ok(img: &str, cmd: &str) {
     let o = run("qemu-io", &["-c", cmd, img]);
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(
-        o.status.success()
-            && !out.contains("Pattern verification failed")
-            && !out.contains("failed"),
+        o.status.success() && !out.contains("Pattern verification failed") && !out.contains("failed"),
         "qemu-io -c '{cmd}' {img}: {}",
         show(&o)
     );
@@ -57,9 +49,7 @@ pub fn qemu_io_fmt_ok(img: &str, fmt: &str, cmd: &str) {
     let o = run("qemu-io", &["-f", fmt, "-c", cmd, img]);
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(
-        o.status.success()
-            && !out.contains("Pattern verification failed")
-            && !out.contains("failed"),
+        o.status.success() && !out.contains("Pattern verification failed") && !out.contains("failed"),
         "qemu-io -f {fmt} -c '{cmd}' {img}: {}",
         show(&o)
     );
@@ -84,10 +74,7 @@ pub fn vmm_img_path() -> PathBuf {
 }
 
 pub fn vmm_img(args: &[&str]) -> Output {
-    Command::new(vmm_img_path())
-        .args(args)
-        .output()
-        .expect("run vmm-img")
+    Command::new(vmm_img_path()).args(args).output().expect("run vmm-img")
 }
 
 pub fn vmm_img_ok(args: &[&str]) -> String {
