@@ -19,7 +19,7 @@ pub enum Interface {
 }
 
 /// `cache=`: QEMU's cache modes reduced to what they mean for a drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheMode {
     /// `writethrough`, `directsync`: each write is flushed before it completes.
     pub writethrough: bool,
@@ -40,12 +40,6 @@ impl CacheMode {
             _ => return Err(format!("invalid cache option {s}")),
         };
         Ok(CacheMode { writethrough, direct, no_flush })
-    }
-}
-
-impl Default for CacheMode {
-    fn default() -> Self {
-        CacheMode { writethrough: false, direct: false, no_flush: false }
     }
 }
 

@@ -88,15 +88,14 @@ impl BlockGraph {
     /// Opens a `-drive`/`-hda` image with its backing chain, names every node of the chain, and
     /// registers the drive.
     pub fn open_drive(&self, spec: &DriveSpec) -> Result<Arc<BlockBackend>, String> {
-        if spec.format.is_none() {
-            if let Ok(Format::Raw) = Format::probe(std::path::Path::new(&spec.file)) {
-                eprintln!(
-                    "vmm: WARNING: Image format was not specified for '{}' and probing guessed raw.\n         \
+        if spec.format.is_none() && matches!(Format::probe(std::path::Path::new(&spec.file)), Ok(Format::Raw))
+        {
+            eprintln!(
+                "vmm: WARNING: Image format was not specified for '{}' and probing guessed raw.\n         \
                      Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n         \
                      Specify the 'raw' format explicitly to remove the restrictions.",
-                    spec.file
-                );
-            }
+                spec.file
+            );
         }
         let opts = OpenOptions { format: spec.format, read_only: spec.read_only, ..Default::default() };
         let top = BlockNode::open(&spec.file, &opts).map_err(|e| e.to_string())?;
