@@ -98,8 +98,10 @@ impl QmpClient {
         let v = &self.greeting.get("QMP").unwrap_or(&Value::Null)["version"];
         let q = &v["qemu"];
         let mut s = format!("{}.{}.{}", q["major"], q["minor"], q["micro"]);
-        if let Some(p) = v["package"].as_str().filter(|p| !p.trim().is_empty()) {
-            s.push_str(&format!(" ({})", p.trim()));
+        if let Some(p) = v["package"].as_str().map(str::trim).filter(|p| !p.is_empty()) {
+            // A package already in parentheses (ours: " (vmm 0.1.0)") is not wrapped twice.
+            let p = p.strip_prefix('(').and_then(|p| p.strip_suffix(')')).unwrap_or(p);
+            s.push_str(&format!(" ({p})"));
         }
         s
     }
