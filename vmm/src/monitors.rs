@@ -27,18 +27,24 @@ pub async fn start(monitor: &Arc<Monitor>, config: &Config) -> Result<Running, S
             MonitorArg::Chardev(v) => ("chardev", v),
             MonitorArg::Mon(v) => ("mon", v),
         };
-        specs.add_option(name, value).map_err(|e| e.report("vmm"))?;
+        specs.add_option(name, value).map_err(|e| report(&e))?;
     }
     let nographic_defaults = config.nographic && !config.nodefaults;
     let monitor_given = specs.monitor_option_given();
     if let Some(first) = config.serial.first().filter(|s| s.starts_with("mon:")) {
-        specs.add_muxed_monitor("-serial", SERIAL0, first).map_err(|e| e.report("vmm"))?;
+        specs.add_muxed_monitor("-serial", SERIAL0, first).map_err(|e| report(&e))?;
     } else if nographic_defaults && config.serial.is_empty() && !monitor_given {
-        specs.add_muxed_monitor("-nographic", SERIAL0, "mon:stdio").map_err(|e| e.report("vmm"))?;
+        specs.add_muxed_monitor("-nographic", SERIAL0, "mon:stdio").map_err(|e| report(&e))?;
     } else if nographic_defaults && !monitor_given {
-        specs.add_monitor("stdio").map_err(|e| e.report("vmm"))?;
+        specs.add_monitor("stdio").map_err(|e| report(&e))?;
     }
-    let mut running = transport::start(monitor.clone(), specs).await.map_err(|e| e.report("vmm"))?;
+    let mut running = transport::start(monitor.clone(), specs).await.map_err(|e| report(&e))?;
     running.wait_for_clients().await;
     Ok(running)
+}
+
+/// QEMU's rendering of a transport error, without the first `vmm: ` (main prints it).
+fn report(e: &transport::TransportError) -> String {
+    let text = e.report("vmm");
+    text.strip_prefix("vmm: ").map(str::to_string).unwrap_or(text)
 }
