@@ -359,3 +359,48 @@ mod tests {
         assert_eq!(unescape("a\\x01\\r\\n\\\\"), b"a\x01\r\n\\".to_vec());
     }
 }
+
+/// A test guest from `guests/`, built once per test binary (needs make, gcc, binutils).
+pub fn guest(name: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let out = target_dir().join("proto-guests");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests");
+        let r = Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(&src)
+            .arg(format!("OUT={}", out.display()))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run make to build the test guests (install make and gcc): {e}")
+            });
+        assert!(
+            r.status.success(),
+            "building the test guests failed:\n{}{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        out
+    });
+    dir.join(name)
+}
+
+/// Fails clearly where /dev/kvm cannot be used.
+pub fn require_kvm() {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    assert!(ok, "this test needs a usable /dev/kvm (read/write access); none on this host");
+}
+
+/// Waits until `path` contains `needle` (the guest's serial log); panics after `timeout`.
+pub fn wait_for_file_text(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{} never showed {needle:?}; it has:\n{text}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
