@@ -342,24 +342,6 @@ pub fn run_transcript(conn: &mut Conn, name: &str, text: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn wildcards() {
-        assert!(matches(
-            &json!({"event": "STOP", "timestamp": "*"}),
-            &json!({"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"})
-        ));
-        assert!(!matches(&json!({"event": "STOP", "timestamp": "*"}), &json!({"event": "STOP"})));
-        assert!(matches(&json!({"return": {"thread-id": "*"}}), &json!({"return": {"thread-id": 7}})));
-        assert!(!matches(&json!({"return": {}}), &json!({"return": {}, "id": 1})));
-        assert_eq!(unescape("a\\x01\\r\\n\\\\"), b"a\x01\r\n\\".to_vec());
-    }
-}
-
 /// A test guest from `guests/`, built once per test binary (needs make, gcc, binutils).
 pub fn guest(name: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -402,5 +384,23 @@ pub fn wait_for_file_text(path: &Path, needle: &str, timeout: Duration) -> Strin
         }
         assert!(Instant::now() < deadline, "{} never showed {needle:?}; it has:\n{text}", path.display());
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wildcards() {
+        assert!(matches(
+            &json!({"event": "STOP", "timestamp": "*"}),
+            &json!({"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"})
+        ));
+        assert!(!matches(&json!({"event": "STOP", "timestamp": "*"}), &json!({"event": "STOP"})));
+        assert!(matches(&json!({"return": {"thread-id": "*"}}), &json!({"return": {"thread-id": 7}})));
+        assert!(!matches(&json!({"return": {}}), &json!({"return": {}, "id": 1})));
+        assert_eq!(unescape("a\\x01\\r\\n\\\\"), b"a\x01\r\n\\".to_vec());
     }
 }
