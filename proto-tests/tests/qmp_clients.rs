@@ -130,3 +130,18 @@ fn second_client_gets_its_own_negotiation_state() {
     let r: Value = a.execute("query-status", None);
     assert_eq!(r["return"]["status"], "prelaunch");
 }
+
+#[test]
+fn yank_closes_every_connection_of_a_chardev() {
+    let mut vmm = start();
+    let mut a = vmm.connect_unix("qmp.sock");
+    a.negotiate();
+    let mut b = vmm.connect_unix("qmp.sock");
+    b.negotiate();
+    b.send(&json!({"execute": "yank", "arguments": {"instances": [{"type": "chardev", "id": "compat_monitor0"}]}}));
+    // Both connections are closed; the listener keeps accepting.
+    a.expect_eof();
+    let mut c = vmm.connect_unix("qmp.sock");
+    c.negotiate();
+    assert_eq!(c.execute("query-status", None)["return"]["status"], "prelaunch");
+}

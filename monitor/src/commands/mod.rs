@@ -4,8 +4,10 @@
 
 mod chardev;
 mod machine;
+mod migration;
 mod protocol;
 mod run_state;
+mod yank;
 
 pub use protocol::{QmpCapabilitiesArgs, QmpCapability};
 
@@ -16,5 +18,7 @@ pub fn register_all(reg: &mut Registry) {
     protocol::register(reg);
     run_state::register(reg);
     machine::register(reg);
+    migration::register(reg);
+    yank::register(reg);
     chardev::register(reg);
 }

@@ -22,7 +22,11 @@ pub fn check_value(v: &Value, ty: QType, name: &str) -> Result<(), QmpError> {
         QType::Builtin(b) => check_builtin(v, b, name),
         QType::Enum(def) => {
             let s = v.as_str().ok_or_else(|| QmpError::invalid_type(name, "string"))?;
-            if def.values.contains(&s) { Ok(()) } else { Err(QmpError::bad_enum_value(name, s)) }
+            if def.values.contains(&s) {
+                Ok(())
+            } else {
+                Err(QmpError::bad_enum_value(enum_error_name(name), s))
+            }
         }
         QType::Array(elem) => {
             let items = v.as_array().ok_or_else(|| QmpError::invalid_type(name, "array"))?;
@@ -102,6 +106,15 @@ fn json_kind_matches(v: &Value, ty: QType) -> bool {
         QType::Object(_) => v.is_object(),
         QType::Alternate(_) => false,
     }
+}
+
+/// QEMU names an enum member by its own name, not its path (`'driver'` for `file.driver`); for a
+/// list element, where QEMU prints `'null'`, we keep the path (`'enable[0]'`).
+fn enum_error_name(full: &str) -> &str {
+    if full.ends_with(']') {
+        return full;
+    }
+    full.rsplit('.').next().unwrap_or(full)
 }
 
 fn full_name(prefix: &str, member: &str) -> String {
@@ -217,6 +230,14 @@ mod tests {
             Err("Invalid parameter type for 'enable', expected: boolean".into())
         );
         assert_eq!(check(json!({"device": "d", "on-error": "ignore", "size": 5})), Ok(()));
+    }
+
+    #[test]
+    fn enum_errors_name_the_member_as_qemu() {
+        assert_eq!(enum_error_name("file.driver"), "driver");
+        assert_eq!(enum_error_name("instances[0].type"), "type");
+        assert_eq!(enum_error_name("enable[0]"), "enable[0]");
+        assert_eq!(enum_error_name("mode"), "mode");
     }
 
     #[test]

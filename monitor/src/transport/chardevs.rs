@@ -32,6 +32,9 @@ pub struct Chardev {
     label: String,
     frontend_open: bool,
     state: Mutex<State>,
+    /// Socket chardevs are yank instances (QEMU registers every socket chardev): `yank` bumps
+    /// this, and every connection of the chardev closes at once.
+    yank: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 struct State {
@@ -46,9 +49,11 @@ impl ChardevRegistry {
     /// Records a chardev. `idle_filename` is shown while no client is connected (`stdio`, `null`,
     /// `file`, `disconnected:...`); `frontend_open` is whether a monitor uses it.
     pub fn add(&self, label: &str, idle_filename: &str, frontend_open: bool) -> Arc<Chardev> {
+        let is_socket = ["unix:", "tcp:", "telnet:"].iter().any(|p| idle_filename.contains(p));
         let c = Arc::new(Chardev {
             label: label.to_string(),
             frontend_open,
+            yank: is_socket.then(|| tokio::sync::watch::Sender::new(0)),
             state: Mutex::new(State {
                 idle: idle_filename.to_string(),
                 clients: BTreeMap::new(),
@@ -65,6 +70,24 @@ impl ChardevRegistry {
     pub fn list(&self) -> Vec<ChardevInfo> {
         let Ok(entries) = self.entries.lock() else { return Vec::new() };
         entries.iter().rev().map(|c| c.info()).collect()
+    }
+
+    /// The labels of the chardevs that are yank instances (sockets), oldest first.
+    pub fn yank_instances(&self) -> Vec<String> {
+        let Ok(entries) = self.entries.lock() else { return Vec::new() };
+        entries.iter().filter(|c| c.yank.is_some()).map(|c| c.label.clone()).collect()
+    }
+
+    /// Closes every connection of a socket chardev; `false` if no such yank instance.
+    pub fn yank(&self, label: &str) -> bool {
+        let Ok(entries) = self.entries.lock() else { return false };
+        match entries.iter().find(|c| c.label == label).and_then(|c| c.yank.as_ref()) {
+            Some(tx) => {
+                tx.send_modify(|n| *n += 1);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets a chardev (when its transport is shut down).
@@ -102,6 +125,17 @@ impl Chardev {
         ClientGuard { chardev: self.clone(), key }
     }
 
+    /// Resolves when the chardev is yanked (never for chardevs that are not yank instances).
+    pub async fn yanked(&self) {
+        match &self.yank {
+            Some(tx) => {
+                let mut rx = tx.subscribe();
+                let _ = rx.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Changes the filename shown with no client (client sockets between connections).
     pub fn set_idle_filename(&self, filename: String) {
         if let Ok(mut s) = self.state.lock() {
@@ -114,6 +148,13 @@ impl Chardev {
 pub struct ClientGuard {
     chardev: Arc<Chardev>,
     key: u64,
+}
+
+impl ClientGuard {
+    /// The chardev this client is connected to.
+    pub fn chardev(&self) -> &Arc<Chardev> {
+        &self.chardev
+    }
 }
 
 impl Drop for ClientGuard {

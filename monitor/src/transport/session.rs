@@ -28,11 +28,23 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        match mode {
-            MonitorMode::Control => {
-                qmp::serve(monitor, reader, writer, QmpOptions { oob_offered: true }).await
+        let session = async move {
+            match mode {
+                MonitorMode::Control => {
+                    qmp::serve(monitor, reader, writer, QmpOptions { oob_offered: true }).await
+                }
+                MonitorMode::Readline => hmp::serve(monitor, reader, writer, hmp_opts).await,
             }
-            MonitorMode::Readline => hmp::serve(monitor, reader, writer, hmp_opts).await,
+        };
+        match guard.as_ref().map(|g| g.chardev().clone()) {
+            // `yank` on the chardev drops the session, which closes the connection.
+            Some(chardev) => {
+                tokio::select! {
+                    _ = session => {}
+                    _ = chardev.yanked() => tracing::info!("chardev {} yanked", chardev.label()),
+                }
+            }
+            None => session.await,
         }
         drop(guard);
     })
