@@ -60,15 +60,20 @@ pub fn vmm_img_path() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "vmm", "--bin", "vmm-img"])
-                .status()
-                .expect("cargo build vmm-img");
-            assert!(st.success(), "building vmm-img failed");
-            target.join("debug/vmm-img")
+            // `cargo test` builds the workspace's binaries next to the test executables
+            // (target/<profile>/deps/<test>): use that one; build it only if it is missing.
+            let exe = std::env::current_exe().expect("current_exe");
+            let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+            let path = dir.join("vmm-img");
+            if !path.exists() {
+                let st = Command::new(env!("CARGO"))
+                    .args(["build", "-q", "-p", "vmm", "--bin", "vmm-img"])
+                    .status()
+                    .expect("cargo build vmm-img");
+                assert!(st.success(), "building vmm-img failed");
+            }
+            assert!(path.exists(), "{} not found: build the workspace first", path.display());
+            path
         })
         .clone()
 }
