@@ -229,3 +229,35 @@ fn impossible_machines_fail_with_exit_1() {
         assert!(err.to_lowercase().contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn serial_port_on_sockets() {
+    require_kvm();
+    let kernel = guest("testguest-pvh.elf");
+    let kernel = kernel.to_str().unwrap();
+    for serial in [
+        vec!["-serial", "unix:{dir}/s.sock,server=on,wait=off"],
+        vec!["-chardev", "socket,id=ser0,path={dir}/s.sock,server=on,wait=off", "-serial", "chardev:ser0"],
+    ] {
+        let mut args =
+            vec!["-m", "64", "-display", "none", "-kernel", kernel, "-append", "action=tick", "-S"];
+        args.extend(serial.iter().copied());
+        args.extend(["-qmp", "unix:{dir}/qmp.sock,server=on,wait=off"]);
+        let mut vmm = Server::vmm(&args);
+        let mut q = vmm.connect_unix("qmp.sock");
+        q.negotiate();
+        let mut s = std::os::unix::net::UnixStream::connect(vmm.path("s.sock")).expect("serial socket");
+        s.set_read_timeout(Some(T)).unwrap();
+        assert_eq!(q.execute("cont", None), json!({"return": {}}));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("tick 2") {
+            let n = std::io::Read::read(&mut s, &mut buf).expect("serial output");
+            assert!(n > 0, "serial socket closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&got).contains("testguest: boot protocol pvh"), "{serial:?}");
+        let chardevs = q.execute("query-chardev", None);
+        assert!(chardevs.to_string().contains("s.sock"), "{chardevs}");
+    }
+}

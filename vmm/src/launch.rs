@@ -18,9 +18,8 @@ use crate::blockdev::{BlockGraph, DriveNamer, Interface};
 use crate::cli::{Config, DriveArg, MonitorArg};
 use crate::control::{ControlLoop, HostRequest, Policy};
 use crate::daemon::{Daemon, PidFile};
-use crate::machine::{GuestEvent, Machine, kvm};
+use crate::machine::{GuestEvent, Machine, SerialBackend, kvm};
 use crate::serial;
-use monitor::transport::MuxSerial;
 
 /// Machine types accepted by `-machine`; all but `none` are our one machine model.
 const MACHINE_TYPES: &[&str] = &["none", "vmm", "pc", "q35", "microvm", "vmm-q35", "vmm-microvm"];
@@ -75,12 +74,20 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     let blockdev = Arc::new(BlockGraph::new());
     open_drives(&config, &blockdev)?;
     let mut monitors = crate::monitors::start(&monitor, &config).await.map_err(LaunchError::Config)?;
-    let console = monitors.take_mux(crate::monitors::SERIAL0);
+    let mut links =
+        serial::SerialLinks { console: monitors.take_mux(crate::monitors::SERIAL0), sockets: Vec::new() };
+    for (i, b) in serial::backends(&config).map_err(LaunchError::Config)?.iter().enumerate() {
+        if let SerialBackend::Chardev(label) = b
+            && let Some(side) = monitors.serial(label)
+        {
+            links.sockets.push((i, side));
+        }
+    }
 
     let machine = if config.is_machine_none() {
         None
     } else {
-        Some(build_machine(&config, guest_tx, console, signal_tx.clone())?)
+        Some(build_machine(&config, guest_tx, links, signal_tx.clone())?)
     };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
     let control = ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?;
@@ -124,7 +131,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
 fn build_machine(
     config: &Config,
     guest_tx: mpsc::UnboundedSender<GuestEvent>,
-    console: Option<MuxSerial>,
+    links: serial::SerialLinks,
     host_tx: mpsc::UnboundedSender<HostRequest>,
 ) -> Result<Box<dyn Machine>, LaunchError> {
     let probe = kvm::probe()?;
@@ -136,10 +143,10 @@ fn build_machine(
     }
     let mut mc = config.machine_config();
     mc.serial = serial::backends(config).map_err(LaunchError::Config)?;
-    let outputs = serial::outputs(&mc.serial, console.as_ref()).map_err(LaunchError::Config)?;
+    let outputs = serial::outputs(&mc.serial, &links).map_err(LaunchError::Config)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
-    serial::connect_input(&machine, &mc.serial, console, move || {
+    serial::connect_input(&machine, &mc.serial, links, move || {
         let _ = host_tx.send(HostRequest::UiQuit);
     });
     std::thread::Builder::new()

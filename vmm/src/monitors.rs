@@ -38,6 +38,13 @@ pub async fn start(monitor: &Arc<Monitor>, config: &Config) -> Result<Running, S
     } else if nographic_defaults && !monitor_given {
         specs.add_monitor("stdio").map_err(|e| report(&e))?;
     }
+    for (i, spec) in config.serial.iter().filter(|s| s.as_str() != "none").enumerate() {
+        if ["unix:", "tcp:", "telnet:", "chardev:"].iter().any(|p| spec.starts_with(p)) {
+            specs
+                .add_device_frontend(&format!("-serial {spec}"), &crate::serial::socket_label(i), spec)
+                .map_err(|e| report(&e))?;
+        }
+    }
     let mut running = transport::start(monitor.clone(), specs).await.map_err(|e| report(&e))?;
     running.wait_for_clients().await;
     Ok(running)

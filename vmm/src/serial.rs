@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use monitor::transport::{MuxEvent, MuxSerial};
+use monitor::transport::{DeviceSide, MuxEvent, MuxSerial};
 use tokio::sync::mpsc;
 
 use crate::cli::Config;
@@ -32,10 +32,9 @@ pub fn backends(config: &Config) -> Result<Vec<SerialBackend>, String> {
             "stdio" | "mon:stdio" => SerialBackend::Stdio,
             "null" => SerialBackend::Null,
             _ if s.starts_with("file:") => SerialBackend::File(s["file:".len()..].into()),
-            _ if ["unix:", "tcp:", "telnet:", "chardev:"].iter().any(|p| s.starts_with(p)) => {
-                return Err(format!(
-                    "-serial {s}: socket and chardev serial back ends are not supported yet"
-                ));
+            _ if s.starts_with("chardev:") => SerialBackend::Chardev(s["chardev:".len()..].to_string()),
+            _ if ["unix:", "tcp:", "telnet:"].iter().any(|p| s.starts_with(p)) => {
+                SerialBackend::Chardev(socket_label(out.len()))
             }
             _ => return Err(format!("-serial {s}: '{s}' is not a valid char driver")),
         });
@@ -44,6 +43,25 @@ pub fn backends(config: &Config) -> Result<Vec<SerialBackend>, String> {
         return Err("-serial: at most 4 serial ports (COM1-COM4)".into());
     }
     Ok(out)
+}
+
+/// The chardev label of COM`index+1` when `-serial` names a socket directly (`serial0`...).
+pub fn socket_label(index: usize) -> String {
+    format!("serial{index}")
+}
+
+/// The host ends of the serial ports that the monitor's transport opened: a console shared with
+/// the monitor (COM1 on stdio with `-nographic`/`mon:stdio`), and socket chardevs by port index.
+#[derive(Default)]
+pub struct SerialLinks {
+    pub console: Option<MuxSerial>,
+    pub sockets: Vec<(usize, DeviceSide)>,
+}
+
+impl SerialLinks {
+    fn socket(&self, port: usize) -> Option<&DeviceSide> {
+        self.sockets.iter().find(|(i, _)| *i == port).map(|(_, s)| s)
+    }
 }
 
 /// A serial output that goes to the shared console (the guest waits while the console is slow,
@@ -63,11 +81,11 @@ impl Write for MuxWriter {
     }
 }
 
-/// What each serial port writes to; a mux replaces COM1's stdio output.
-pub fn outputs(backends: &[SerialBackend], mux: Option<&MuxSerial>) -> Result<Vec<SerialOutput>, String> {
+/// What each serial port writes to.
+pub fn outputs(backends: &[SerialBackend], links: &SerialLinks) -> Result<Vec<SerialOutput>, String> {
     let mut outs = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        let out: SerialOutput = match (i, b, mux) {
+        let out: SerialOutput = match (i, b, &links.console) {
             (0, SerialBackend::Stdio, Some(m)) => Box::new(MuxWriter(m.output.clone())),
             (_, SerialBackend::Stdio, _) => Box::new(std::io::stdout()),
             (_, SerialBackend::Null, _) => Box::new(std::io::sink()),
@@ -75,23 +93,37 @@ pub fn outputs(backends: &[SerialBackend], mux: Option<&MuxSerial>) -> Result<Ve
                 std::fs::File::create(path)
                     .map_err(|e| format!("could not open serial output '{}': {e}", path.display()))?,
             ),
-            (_, SerialBackend::Chardev(spec), _) => return Err(format!("-serial {spec}: not supported yet")),
+            (_, SerialBackend::Chardev(label), _) => match links.socket(i) {
+                Some(side) => Box::new(MuxWriter(side.output.clone())),
+                None => return Err(format!("-serial: chardev '{label}' is not a socket chardev")),
+            },
         };
         outs.push(out);
     }
     Ok(outs)
 }
 
-/// Feeds host input to the guest's COM1: from the shared console when there is one, else from
-/// stdin when COM1 is on stdio. `on_quit` runs for the console's `C-a x`.
+/// Feeds host input to the guest's serial ports: COM1 from the shared console when there is one,
+/// else from stdin when COM1 is on stdio; socket ports from their clients. `on_quit` runs for the
+/// console's `C-a x`.
 pub fn connect_input(
     machine: &KvmMachine,
     backends: &[SerialBackend],
-    mux: Option<MuxSerial>,
+    links: SerialLinks,
     on_quit: impl Fn() + Send + 'static,
 ) {
+    let SerialLinks { console, sockets } = links;
+    for (port, side) in sockets {
+        let Some(input) = machine.serial_input(port) else { continue };
+        let mut rx = side.input;
+        std::thread::spawn(move || {
+            while let Some(bytes) = rx.blocking_recv() {
+                input.push(&bytes, INPUT_WAIT);
+            }
+        });
+    }
     let Some(input) = machine.serial_input(0) else { return };
-    if let Some(MuxSerial { input: mut rx, output: _, mut events }) = mux {
+    if let Some(MuxSerial { input: mut rx, output: _, mut events }) = console {
         let feed = input.clone();
         std::thread::spawn(move || {
             while let Some(bytes) = rx.blocking_recv() {

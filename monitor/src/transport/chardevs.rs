@@ -35,6 +35,8 @@ pub struct Chardev {
     /// Socket chardevs are yank instances (QEMU registers every socket chardev): `yank` bumps
     /// this, and every connection of the chardev closes at once.
     yank: Option<tokio::sync::watch::Sender<u64>>,
+    /// For a chardev whose connections are bridged to a device (a serial port).
+    device: Mutex<Option<Arc<super::device::DeviceLink>>>,
 }
 
 struct State {
@@ -54,6 +56,7 @@ impl ChardevRegistry {
             label: label.to_string(),
             frontend_open,
             yank: is_socket.then(|| tokio::sync::watch::Sender::new(0)),
+            device: Mutex::new(None),
             state: Mutex::new(State {
                 idle: idle_filename.to_string(),
                 clients: BTreeMap::new(),
@@ -123,6 +126,18 @@ impl Chardev {
             Err(_) => u64::MAX,
         };
         ClientGuard { chardev: self.clone(), key }
+    }
+
+    /// The device this chardev's connections are bridged to, if any.
+    pub fn device_link(&self) -> Option<Arc<super::device::DeviceLink>> {
+        self.device.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// Bridges this chardev's connections to a device.
+    pub fn set_device_link(&self, link: Arc<super::device::DeviceLink>) {
+        if let Ok(mut d) = self.device.lock() {
+            *d = Some(link);
+        }
     }
 
     /// Resolves when the chardev is yanked (never for chardevs that are not yank instances).

@@ -38,6 +38,7 @@
 //!   returned by [`Running::unused`] for the VMM to wire (serial ports).
 
 pub mod chardevs;
+pub mod device;
 pub mod error;
 pub mod limits;
 pub mod mux;
@@ -61,6 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use chardevs::{ChardevInfo, ChardevRegistry};
+pub use device::DeviceSide;
 pub use error::TransportError;
 pub use mux::{MuxEvent, MuxSerial};
 pub use spec::{Backend, ChardevSpec, MonitorMode, MonitorSpecs, MonitorUse, SocketAddress, SocketSpec};
@@ -89,6 +91,7 @@ pub struct Running {
     waiting: Vec<oneshot::Receiver<()>>,
     addresses: Vec<(String, ListenAddress)>,
     muxes: HashMap<String, MuxSerial>,
+    devices: HashMap<String, device::DeviceSide>,
     unused: Vec<ChardevSpec>,
     labels: Vec<String>,
     terminal: bool,
@@ -108,6 +111,7 @@ pub async fn start(monitor: Arc<Monitor>, specs: MonitorSpecs) -> Result<Running
         waiting: Vec::new(),
         addresses: Vec::new(),
         muxes: HashMap::new(),
+        devices: HashMap::new(),
         unused: Vec::new(),
         labels: Vec::new(),
         terminal: false,
@@ -171,6 +175,11 @@ impl Running {
         self.muxes.remove(label)
     }
 
+    /// The device side of a chardev bridged to a device (`-serial unix:..`), once.
+    pub fn serial(&mut self, label: &str) -> Option<device::DeviceSide> {
+        self.devices.remove(label)
+    }
+
     /// Chardevs no monitor uses (not opened).
     pub fn unused(&self) -> &[ChardevSpec] {
         &self.unused
@@ -200,6 +209,9 @@ impl Running {
         program: &str,
     ) -> Result<(), TransportError> {
         let fail = |m: String| TransportError::new(&c.option, vec![m]);
+        if mode == MonitorMode::Device && !matches!(c.backend, Backend::Socket(_)) {
+            return Err(fail(format!("chardev '{}': a serial port can use socket chardevs only here", c.id)));
+        }
         if c.mux && !matches!(c.backend, Backend::Stdio { .. }) {
             return Err(fail(
                 "a console shared with the monitor ('mon:', 'mux=on') works on stdio only".into(),
@@ -250,6 +262,15 @@ impl Running {
             Backend::Socket(s) => self.open_client(c, s, mode).await?,
         }
         Ok(())
+    }
+
+    /// For a device frontend: links the chardev's connections to a device side kept for the VMM.
+    fn bridge_device(&mut self, chardev: &Arc<Chardev>, mode: MonitorMode) {
+        if mode == MonitorMode::Device {
+            let (link, side) = device::link();
+            chardev.set_device_link(link);
+            self.devices.insert(chardev.label().to_string(), side);
+        }
     }
 
     /// A console shared by the HMP monitor and a serial port.
@@ -319,6 +340,7 @@ impl Running {
             }
         };
         let chardev = self.monitor.chardevs.add(&c.id, &idle, true);
+        self.bridge_device(&chardev, mode);
         let first_client = if s.wait {
             eprintln!("{program}: {}: info: QEMU waiting for connection on: {idle}", c.option);
             let (tx, rx) = oneshot::channel();
@@ -349,6 +371,7 @@ impl Running {
         mode: MonitorMode,
     ) -> Result<(), TransportError> {
         let chardev = self.monitor.chardevs.add(&c.id, &idle_filename(c), true);
+        self.bridge_device(&chardev, mode);
         let monitor = self.monitor.clone();
         let addr = s.addr.clone();
         if s.reconnect == 0 {

@@ -27,6 +27,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let device = guard.as_ref().and_then(|g| g.chardev().device_link());
     tokio::spawn(async move {
         let session = async move {
             match mode {
@@ -34,6 +35,10 @@ where
                     qmp::serve(monitor, reader, writer, QmpOptions { oob_offered: true }).await
                 }
                 MonitorMode::Readline => hmp::serve(monitor, reader, writer, hmp_opts).await,
+                MonitorMode::Device => match device {
+                    Some(link) => link.serve(reader, writer).await,
+                    None => tracing::warn!("a device chardev without a device link"),
+                },
             }
         };
         match guard.as_ref().map(|g| g.chardev().clone()) {

@@ -111,6 +111,9 @@ pub enum MonitorMode {
     Control,
     /// HMP with line editing (`-monitor`, `mode=readline`, the default of `-mon`).
     Readline,
+    /// Not a monitor: the bytes are bridged to a device (`-serial unix:..`, `-serial chardev:ID`);
+    /// the device's side is taken with [`Running::serial`](super::Running::serial).
+    Device,
 }
 
 /// A socket address as given.
@@ -309,11 +312,40 @@ impl MonitorSpecs {
         };
         if pretty {
             return Err(fail(match mode {
-                MonitorMode::Readline => "'pretty' is not compatible with HMP monitors".into(),
+                MonitorMode::Readline | MonitorMode::Device => {
+                    "'pretty' is not compatible with HMP monitors".into()
+                }
                 MonitorMode::Control => "'pretty' output is not supported by this monitor".into(),
             }));
         }
         self.monitors.push(MonitorUse { chardev: chardev.into(), mode, option });
+        Ok(())
+    }
+
+    /// A serial port on a socket chardev: `-serial unix:..`/`tcp:..`/`telnet:..` (a new chardev
+    /// named `label`) or `-serial chardev:ID` (an existing `-chardev`). Its bytes are bridged to
+    /// the device instead of a monitor.
+    pub fn add_device_frontend(
+        &mut self,
+        option: &str,
+        label: &str,
+        spec: &str,
+    ) -> Result<(), TransportError> {
+        let chardev = match spec.strip_prefix("chardev:") {
+            Some(id) => id.to_string(),
+            None => {
+                let c = parse_compat(label, spec, option).map_err(|m| TransportError::new(option, m))?;
+                if !matches!(c.backend, Backend::Socket(_)) {
+                    return Err(TransportError::new(
+                        option,
+                        vec![format!("'{spec}' is not a socket chardev")],
+                    ));
+                }
+                self.push_chardev(c)?;
+                label.to_string()
+            }
+        };
+        self.monitors.push(MonitorUse { chardev, mode: MonitorMode::Device, option: option.into() });
         Ok(())
     }
 
