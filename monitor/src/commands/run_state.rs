@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::Monitor;
-use crate::control::{ControlRequest, RunState};
+use crate::control::{ControlRequest, Reply, RunState};
 use crate::error::QmpError;
 use crate::qapi::{Empty, Qapi};
 use crate::registry::{Flags, Registry};
@@ -23,24 +23,18 @@ pub(super) fn register(reg: &mut Registry) {
         let status = m.control.run_state();
         Ok::<_, QmpError>(StatusInfo { running: status == RunState::Running, singlestep: false, status })
     });
-    reg.add("stop", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
-        m.control.call(ControlRequest::Stop).await?;
-        Ok::<_, QmpError>(Empty {})
-    });
-    reg.add("cont", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
-        m.control.call(ControlRequest::Cont).await?;
-        Ok::<_, QmpError>(Empty {})
-    });
-    reg.add("system_reset", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
-        m.control.call(ControlRequest::SystemReset).await?;
-        Ok::<_, QmpError>(Empty {})
-    });
-    reg.add("system_powerdown", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
-        m.control.call(ControlRequest::SystemPowerdown).await?;
-        Ok::<_, QmpError>(Empty {})
-    });
-    reg.add("quit", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
-        m.control.call(ControlRequest::Quit).await?;
-        Ok::<_, QmpError>(Empty {})
-    });
+    // Commands without arguments or return data that only ask the control loop for an action.
+    let actions: [(&'static str, fn(Reply<()>) -> ControlRequest); 5] = [
+        ("stop", ControlRequest::Stop),
+        ("cont", ControlRequest::Cont),
+        ("system_reset", ControlRequest::SystemReset),
+        ("system_powerdown", ControlRequest::SystemPowerdown),
+        ("quit", ControlRequest::Quit),
+    ];
+    for (name, request) in actions {
+        reg.add(name, Flags::default(), move |m: Arc<Monitor>, _a: Empty| async move {
+            m.control.call(request).await?;
+            Ok::<_, QmpError>(Empty {})
+        });
+    }
 }
