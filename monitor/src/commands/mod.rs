@@ -2,7 +2,9 @@
 //! arguments and return values; handlers that need the machine send a
 //! [`ControlRequest`](crate::control::ControlRequest).
 
+mod block;
 mod chardev;
+mod jobs;
 mod machine;
 mod protocol;
 mod run_state;
@@ -17,4 +19,6 @@ pub fn register_all(reg: &mut Registry) {
     run_state::register(reg);
     machine::register(reg);
     chardev::register(reg);
+    block::register(reg);
+    jobs::register(reg);
 }
