@@ -38,7 +38,7 @@ fn switch_top(graph: &BlockGraph, old: &NodeEntry, overlay: &Arc<BlockNode>) {
     }
     drop(guards);
     let owned = old.monitor_owned && backends.is_empty();
-    graph.update_entry(&old.node, |e| e.read_only = true);
+    graph.set_read_only(&old.node, true);
     if owned {
         graph.update_entry(overlay, |e| e.monitor_owned = true);
     }

@@ -161,6 +161,7 @@ pub fn start_stream(
     let top = reopen_rw(graph, &bs.node)?;
     let covered: Vec<Arc<BlockNode>> =
         top.chain().into_iter().take_while(|n| base.as_ref().is_none_or(|b| !Arc::ptr_eq(n, b))).collect();
+    let top_len = top.size();
     let driver = StreamJob::new(top, base, a.backing_file, workers);
     let spec = JobSpec {
         id,
@@ -171,6 +172,7 @@ pub fn start_stream(
         auto_dismiss: a.auto_dismiss.unwrap_or(true),
         covered,
         mirror_like: false,
+        len: top_len,
     };
     jobs.start(spec, Box::new(driver))
 }
@@ -279,6 +281,7 @@ fn commit_checked(
             auto_dismiss,
             covered,
             mirror_like: true,
+            len: 0,
         };
         return jobs.start(spec, Box::new(driver)).inspect_err(|_| top.remove_dirty_bitmap(&bitmap));
     }
@@ -297,6 +300,7 @@ fn commit_checked(
     let active = graph.lookup(None, Some(&bs.name)).map(|e| e.node).unwrap_or_else(|_| bs.node.clone());
     let mut covered = vec![active];
     covered.extend(covered_span(&top, &base));
+    let top_len = top.size();
     let driver = CommitJob::new(top, base, overlay, a.backing_file, workers);
     let spec = JobSpec {
         id,
@@ -307,6 +311,7 @@ fn commit_checked(
         auto_dismiss,
         covered,
         mirror_like: false,
+        len: top_len,
     };
     jobs.start(spec, Box::new(driver))
 }

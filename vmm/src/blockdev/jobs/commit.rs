@@ -92,6 +92,7 @@ impl JobDriver for CommitJob {
         let mut pos = 0;
         while pos < len {
             ctx.checkpoint()?;
+            ctx.set_busy(true);
             let n = ctx.chunk_limit(CHUNK, self.base.cluster_size()).min(len - pos);
             let r = runs_above(&self.top, &self.base, pos, n).and_then(|runs| {
                 let bytes: u64 = runs.iter().map(|r| r.1).sum();
@@ -173,6 +174,7 @@ impl JobDriver for ActiveCommitJob {
             let chunk = ctx.chunk_limit(MIRROR_CHUNK, self.bitmap.granularity());
             match self.bitmap.take_next(cursor, chunk) {
                 Some((o, n)) => {
+                    ctx.set_busy(true);
                     if let Err(e) = self.copy(o, n) {
                         self.bitmap.mark(o, n);
                         match ctx.error_action(&e) {
@@ -223,7 +225,7 @@ impl JobDriver for ActiveCommitJob {
         for g in guards.iter_mut() {
             *g.root = self.base.clone();
         }
-        graph.update_entry(&self.base, |e| e.read_only = false);
+        graph.set_read_only(&self.base, false);
         Ok(())
     }
 

@@ -82,6 +82,8 @@ pub struct JobSpec {
     /// Active commit: reaches READY, completes on request, a soft cancel after READY completes
     /// without pivot.
     pub mirror_like: bool,
+    /// The progress total known at start (`len` of query-block-jobs).
+    pub len: u64,
 }
 
 struct JobState {
@@ -248,10 +250,13 @@ impl JobCtx<'_> {
                 st = self.job.wait(st);
                 continue;
             }
-            break;
+            return Ok(());
         }
-        st.busy = true;
-        Ok(())
+    }
+
+    /// Whether the job is doing I/O right now (`busy` of query-block-jobs).
+    pub fn set_busy(&self, busy: bool) {
+        self.job.lock().busy = busy;
     }
 
     /// Accounts `n` copied bytes against the speed limit and sleeps as long as it says (waking
@@ -279,7 +284,6 @@ impl JobCtx<'_> {
             }
             st = self.job.wait_timeout(st, deadline - now);
         }
-        st.busy = true;
         Ok(())
     }
 
@@ -363,6 +367,8 @@ impl JobCtx<'_> {
         match st.status {
             JobStatus::Ready | JobStatus::Standby => true,
             JobStatus::Running => {
+                // In sync: nothing in flight until new writes come.
+                st.busy = false;
                 self.job.transition(&mut st, JobStatus::Ready);
                 self.job.events.emit(&BlockJobReady(self.job.progress(&st)));
                 true
@@ -470,7 +476,7 @@ impl JobManager {
                 hold: 0,
                 rate: RateLimit::new(spec.speed),
                 speed_changed: false,
-                len: 0,
+                len: spec.len,
                 offset: 0,
                 busy: false,
                 cancel_requested: false,
@@ -564,7 +570,7 @@ impl JobManager {
         match driver.prepare(&self.graph) {
             Ok(()) => {
                 driver.clean(&self.graph);
-                let dismiss = {
+                {
                     let mut st = job.lock();
                     let p = job.progress(&st);
                     self.events.emit(&BlockJobCompleted {
@@ -577,13 +583,9 @@ impl JobManager {
                     });
                     job.transition(&mut st, JobStatus::Concluded);
                     if st.auto_dismiss {
-                        job.transition(&mut st, JobStatus::Null);
+                        self.dismiss(job, &mut st);
                     }
-                    st.auto_dismiss
                 };
-                if dismiss {
-                    self.remove(job);
-                }
                 self.gc();
             }
             Err(msg) => {
@@ -612,7 +614,7 @@ impl JobManager {
             d.abort(&self.graph);
             d.clean(&self.graph);
         }
-        let dismiss = {
+        {
             let mut st = job.lock();
             let p = job.progress(&st);
             match &e {
@@ -628,14 +630,17 @@ impl JobManager {
             }
             job.transition(&mut st, JobStatus::Concluded);
             if st.auto_dismiss {
-                job.transition(&mut st, JobStatus::Null);
+                self.dismiss(job, &mut st);
             }
-            st.auto_dismiss
-        };
-        if dismiss {
-            self.remove(job);
         }
         self.gc();
+    }
+
+    /// Concluded → null: the job leaves the list, then the event goes out (so a query after
+    /// the event never sees it).
+    fn dismiss(&self, job: &Arc<Job>, st: &mut JobState) {
+        self.remove(job);
+        job.transition(st, JobStatus::Null);
     }
 
     /// A job verb (`job-*`, `block-job-*`). The caller holds the graph's ops lock.
@@ -729,9 +734,7 @@ impl JobManager {
                 Ok(Kick::none())
             }
             JobVerb::Dismiss => {
-                job.transition(&mut st, JobStatus::Null);
-                drop(st);
-                self.remove(&job);
+                self.dismiss(&job, &mut st);
                 Ok(Kick::none())
             }
         }
@@ -765,9 +768,7 @@ impl JobManager {
             let mut st = job.lock();
             match st.status {
                 JobStatus::Concluded => {
-                    job.transition(&mut st, JobStatus::Null);
-                    drop(st);
-                    self.remove(&job);
+                    self.dismiss(&job, &mut st);
                     continue;
                 }
                 JobStatus::Null => {

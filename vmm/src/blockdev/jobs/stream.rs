@@ -71,6 +71,7 @@ impl JobDriver for StreamJob {
         let mut ignored: Option<String> = None;
         while pos < len {
             ctx.checkpoint()?;
+            ctx.set_busy(true);
             let n = ctx.chunk_limit(CHUNK, self.top.cluster_size()).min(len - pos);
             let copied = match self.runs(pos, n) {
                 Ok(runs) => {
