@@ -19,7 +19,10 @@ fn images(dir: &Path) {
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("base.qcow2"), "64M"]);
     tool("qemu-io", &["-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 1M 1M", &p("base.qcow2")]);
-    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", &p("base.qcow2"), "-F", "qcow2", &p("mid.qcow2")]);
+    tool(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", "-b", &p("base.qcow2"), "-F", "qcow2", &p("mid.qcow2")],
+    );
     tool("qemu-io", &["-c", "write -P 0x33 2M 16M", &p("mid.qcow2")]);
     tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", &p("mid.qcow2"), "-F", "qcow2", &p("top.qcow2")]);
     tool("qemu-io", &["-c", "write -P 0x44 20M 1M", &p("top.qcow2")]);
@@ -81,7 +84,13 @@ fn errors() {
     // The cancelled stream left the chain readable as before.
     qemu_io_reads(
         &imgs.path().join("top.qcow2"),
-        &["read -P 0x11 0 1M", "read -P 0x22 1M 1M", "read -P 0x33 2M 16M", "read -P 0x44 20M 1M", "read -P 0 21M 1M"],
+        &[
+            "read -P 0x11 0 1M",
+            "read -P 0x22 1M 1M",
+            "read -P 0x33 2M 16M",
+            "read -P 0x44 20M 1M",
+            "read -P 0 21M 1M",
+        ],
     );
 }
 
@@ -91,7 +100,13 @@ fn jobs() {
     // stream(top, base-node=base) then active commit + complete: base alone holds everything.
     qemu_io_reads(
         &imgs.path().join("base.qcow2"),
-        &["read -P 0x11 0 1M", "read -P 0x22 1M 1M", "read -P 0x33 2M 16M", "read -P 0x44 20M 1M", "read -P 0 21M 1M"],
+        &[
+            "read -P 0x11 0 1M",
+            "read -P 0x22 1M 1M",
+            "read -P 0x33 2M 16M",
+            "read -P 0x44 20M 1M",
+            "read -P 0 21M 1M",
+        ],
     );
     tool("qemu-img", &["check", imgs.path().join("base.qcow2").to_str().unwrap()]);
 }

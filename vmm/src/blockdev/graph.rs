@@ -247,7 +247,11 @@ impl BlockGraph {
     /// Sets what the queries report as `ro` for a format node and its protocol node.
     pub fn set_read_only(&self, node: &Arc<BlockNode>, ro: bool) {
         let mut g = self.lock();
-        let file = g.nodes.iter().find(|n| n.is_format() && Arc::ptr_eq(&n.node, node)).and_then(|e| e.file_child.clone());
+        let file = g
+            .nodes
+            .iter()
+            .find(|n| n.is_format() && Arc::ptr_eq(&n.node, node))
+            .and_then(|e| e.file_child.clone());
         for e in g.nodes.iter_mut() {
             if (e.is_format() && Arc::ptr_eq(&e.node, node)) || Some(&e.name) == file.as_ref() {
                 e.read_only = ro;
