@@ -36,7 +36,7 @@ pub enum ControlRequest {
     InfoRegisters { cpu: usize, reply: Reply<String> },
     /// Block devices, nodes and jobs (handled off the control loop's thread by the VMM's block
     /// service; see [`crate::block::request`]).
-    Block(crate::block::BlockRequest),
+    Block(Box<crate::block::BlockRequest>),
 }
 
 /// Why a request failed, in terms the monitor maps to QMP error classes.

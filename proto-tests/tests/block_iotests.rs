@@ -224,10 +224,10 @@ impl Vm {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "timed out waiting for {what}; events: {:?}", self.events);
-            if let Some(v) = self.read(left.min(Duration::from_millis(200))) {
-                if v.get("event").is_some() {
-                    self.events.push(v);
-                }
+            if let Some(v) = self.read(left.min(Duration::from_millis(200)))
+                && v.get("event").is_some()
+            {
+                self.events.push(v);
             }
         }
     }
@@ -384,7 +384,7 @@ fn active_commit_with_writes_during_the_job_and_pivot() {
     vm.hmp("qemu-io drive0 \"write -P 0x54 50M 1M\"");
     c.ref_io(&["write -P 0x54 50M 1M"]);
     let info = vm.hmp("info block");
-    assert!(info.starts_with(&format!("drive0 (#")) && info.contains(s(&c.p("base.qcow2"))), "{info}");
+    assert!(info.starts_with("drive0 (#") && info.contains(s(&c.p("base.qcow2"))), "{info}");
     vm.quit();
     assert_eq!(c.chain_of("base.qcow2"), ["base.qcow2"]);
     c.compare("base.qcow2");

@@ -171,7 +171,7 @@ impl ControlLoop {
                 let _ = reply.send(Ok(()));
                 return exit;
             }
-            ControlRequest::Block(req) => self.block.submit(req),
+            ControlRequest::Block(req) => self.block.submit(*req),
             ControlRequest::QueryCpusFast(reply) => {
                 let _ = reply.send(Ok(self.cpus()));
             }

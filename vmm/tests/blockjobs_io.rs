@@ -86,8 +86,10 @@ fn qemu_img_check(path: &std::path::Path) {
     );
 }
 
-/// Writers: two threads on disjoint halves (even / odd MiB), each write 4 KiB aligned, 4-64 KiB
-/// long, with its own pattern byte; returns the writes in the order each thread completed them.
+/// Writers: two threads on disjoint halves (even / odd MiB), each write 4 KiB aligned, 4-32 KiB
+/// long, with its own pattern byte, a few hundred writes per second (slow enough for an active
+/// commit to get in sync, as a mirror needs); returns the writes in the order each thread
+/// completed them.
 fn spawn_writers(
     drive: Arc<BlockBackend>,
     stop: Arc<AtomicBool>,
@@ -101,13 +103,13 @@ fn spawn_writers(
                 let mut n = 0u8;
                 while !stop.load(Ordering::Relaxed) {
                     let mib = (rng.next() % (SIZE / MIB / 2)) * 2 + t;
-                    let len = (1 + rng.next() % 16) * 4096;
+                    let len = (1 + rng.next() % 8) * 4096;
                     let off = mib * MIB + (rng.next() % ((MIB - len) / 4096)) * 4096;
                     n = n.wrapping_add(1);
                     let byte = 0x80 | (t as u8) << 6 | (n & 0x3f);
                     drive.write(&vec![byte; len as usize], off).unwrap();
                     done.push((off, len, byte));
-                    std::thread::sleep(Duration::from_micros(200));
+                    std::thread::sleep(Duration::from_millis(3));
                 }
                 done
             })

@@ -18,7 +18,7 @@ pub(crate) async fn call<T>(
     m: &Monitor,
     make: impl FnOnce(Reply<T>) -> BlockRequest,
 ) -> Result<T, ControlError> {
-    m.control.call(|reply| ControlRequest::Block(make(reply))).await
+    m.control.call(|reply| ControlRequest::Block(Box::new(make(reply)))).await
 }
 
 /// Runs a request that answers with a [`Kick`], and releases it after the reply.

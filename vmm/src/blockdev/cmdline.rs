@@ -109,10 +109,11 @@ fn coerce(v: &mut Value, ty: QType) {
                         coerce(v, *c);
                     }
                 }
-                Value::String(s) if s.is_empty() || s == "null" => {
-                    if choices.iter().any(|c| matches!(c, QType::Builtin(Builtin::Null))) {
-                        *v = Value::Null;
-                    }
+                Value::String(s)
+                    if (s.is_empty() || s == "null")
+                        && choices.iter().any(|c| matches!(c, QType::Builtin(Builtin::Null))) =>
+                {
+                    *v = Value::Null;
                 }
                 _ => {}
             }

@@ -215,7 +215,7 @@ impl BlockGraph {
     /// Every named node, newest first (the order of query-named-block-nodes).
     pub fn entries(&self) -> Vec<NodeEntry> {
         let mut v = self.lock().nodes.clone();
-        v.sort_by(|a, b| b.seq.cmp(&a.seq));
+        v.sort_by_key(|e| std::cmp::Reverse(e.seq));
         v
     }
 
@@ -298,7 +298,7 @@ impl BlockGraph {
         if self.backends().iter().any(|b| Arc::ptr_eq(&b.root(), &e.node)) {
             return Err(format!("Node '{drive}' is already in use by another drive"));
         }
-        if self.overlays_of(&e.node).first().is_some() {
+        if !self.overlays_of(&e.node).is_empty() {
             return Err(format!("Node '{drive}' is busy: node is used as backing hd of another node"));
         }
         let b = Arc::new(BlockBackend::new("", e.node.clone(), e.read_only, false, e.cache.no_flush));
@@ -631,7 +631,7 @@ mod tests {
         let node = g
             .open_chain(base.to_str().unwrap(), &opts, Some("n"), NodeCache::default(), Default::default())
             .unwrap();
-        g.collect_garbage(&[node.clone()]);
+        g.collect_garbage(std::slice::from_ref(&node));
         assert_eq!(g.entries().len(), 2);
         g.collect_garbage(&[]);
         assert!(g.entries().is_empty());

@@ -19,7 +19,7 @@ use super::{manage, open, qemu_io, query, snapshot, start};
 const DEFAULT_WORKERS: usize = 1;
 
 enum Work {
-    Request(BlockRequest),
+    Request(Box<BlockRequest>),
     /// Quit: cancel every job (with their events) and answer when they are gone.
     CancelAll(mpsc::Sender<()>),
 }
@@ -57,7 +57,7 @@ impl BlockService {
             .spawn(move || {
                 while let Ok(work) = rx.recv() {
                     match work {
-                        Work::Request(r) => w.handle(r),
+                        Work::Request(r) => w.handle(*r),
                         Work::CancelAll(done) => {
                             w.jobs.cancel_all_sync();
                             let _ = done.send(());
@@ -81,7 +81,7 @@ impl BlockService {
     pub fn submit(&self, req: BlockRequest) {
         // If the thread is gone the request (and its reply channel) is dropped, which the
         // monitor reports as "The machine is shutting down".
-        let _ = self.tx.send(Work::Request(req));
+        let _ = self.tx.send(Work::Request(Box::new(req)));
     }
 
     /// Cancels every job and waits until they are gone (quit).

@@ -191,7 +191,7 @@ fn commit(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
         let r = ctx
             .monitor
             .control
-            .call(|reply| ControlRequest::Block(BlockRequest::HmpCommit { device, reply }))
+            .call(|reply| ControlRequest::Block(Box::new(BlockRequest::HmpCommit { device, reply })))
             .await;
         if let Err(e) = r {
             out!(ctx, "{e}\n");
@@ -248,7 +248,9 @@ fn qemu_io(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
         let r = ctx
             .monitor
             .control
-            .call(|reply| ControlRequest::Block(BlockRequest::QemuIo { device, qdev, command, reply }))
+            .call(|reply| {
+                ControlRequest::Block(Box::new(BlockRequest::QemuIo { device, qdev, command, reply }))
+            })
             .await;
         if let Err(e) = r {
             ctx.print_error(&QmpError::from(e));
