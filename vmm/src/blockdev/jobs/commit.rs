@@ -16,7 +16,7 @@ use std::time::Duration;
 use block::BlockNode;
 use block::dirty::DirtyBitmap;
 
-use super::copy::{CopyError, IoOp, MAX_IO, Mode, copy_runs};
+use super::copy::{CopyError, IoOp, MAX_IO, Mode, Writeback, copy_runs};
 use super::{ErrorAction, JobCtx, JobDriver, JobError, error_text};
 use crate::blockdev::graph::BlockGraph;
 
@@ -70,6 +70,7 @@ pub struct CommitJob {
     backing_file: Option<String>,
     workers: usize,
     bufs: Vec<Vec<u8>>,
+    writeback: Writeback,
 }
 
 impl CommitJob {
@@ -80,7 +81,15 @@ impl CommitJob {
         backing_file: Option<String>,
         workers: usize,
     ) -> Self {
-        CommitJob { top, base, overlay, backing_file, workers, bufs: Vec::new() }
+        CommitJob {
+            top,
+            base,
+            overlay,
+            backing_file,
+            workers,
+            bufs: Vec::new(),
+            writeback: Writeback::default(),
+        }
     }
 }
 
@@ -112,6 +121,7 @@ impl JobDriver for CommitJob {
             };
             pos += n;
             ctx.set_progress(pos, len);
+            self.writeback.wrote(&self.base, copied);
             ctx.rate_limit(copied)?;
         }
         Ok(())
@@ -134,13 +144,22 @@ pub struct ActiveCommitJob {
     pivot: bool,
     workers: usize,
     bufs: Vec<Vec<u8>>,
+    writeback: Writeback,
 }
 
 impl ActiveCommitJob {
     /// `bitmap` must be attached to `top` before the job starts (it records every write from then
     /// on; what was written before is found allocated in `top` by the first pass).
     pub fn new(top: Arc<BlockNode>, base: Arc<BlockNode>, bitmap: Arc<DirtyBitmap>, workers: usize) -> Self {
-        ActiveCommitJob { top, base, bitmap, pivot: false, workers, bufs: Vec::new() }
+        ActiveCommitJob {
+            top,
+            base,
+            bitmap,
+            pivot: false,
+            workers,
+            bufs: Vec::new(),
+            writeback: Writeback::default(),
+        }
     }
 
     fn copy(&mut self, off: u64, n: u64) -> Result<(), CopyError> {
@@ -186,6 +205,7 @@ impl JobDriver for ActiveCommitJob {
                     }
                     done += n;
                     cursor = o + n;
+                    self.writeback.wrote(&self.base, n);
                     ctx.set_progress(done, done + self.bitmap.dirty_bytes());
                     ctx.rate_limit(n)?;
                 }

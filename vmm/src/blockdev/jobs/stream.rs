@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use block::BlockNode;
 
-use super::copy::{CopyError, IoOp, Mode, copy_runs};
+use super::copy::{CopyError, IoOp, Mode, Writeback, copy_runs};
 use super::{ErrorAction, JobCtx, JobDriver, JobError, error_text};
 use crate::blockdev::graph::BlockGraph;
 
@@ -20,6 +20,7 @@ pub struct StreamJob {
     backing_file: Option<String>,
     workers: usize,
     bufs: Vec<Vec<u8>>,
+    writeback: Writeback,
 }
 
 impl StreamJob {
@@ -29,7 +30,7 @@ impl StreamJob {
         backing_file: Option<String>,
         workers: usize,
     ) -> Self {
-        StreamJob { top, base, backing_file, workers, bufs: Vec::new() }
+        StreamJob { top, base, backing_file, workers, bufs: Vec::new(), writeback: Writeback::default() }
     }
 
     /// Runs in `[pos, pos+len)` that `top` lacks and a layer above `base` has.
@@ -102,6 +103,7 @@ impl JobDriver for StreamJob {
             };
             pos += n;
             ctx.set_progress(pos, len);
+            self.writeback.wrote(&self.top, copied);
             ctx.rate_limit(copied)?;
         }
         match ignored {
