@@ -241,11 +241,17 @@ impl JobCtx<'_> {
     pub fn checkpoint(&self) -> Result<(), JobError> {
         let mut st = self.job.lock();
         loop {
+            // A verb's effect (cancel, complete, new speed) waits for its reply.
+            if st.hold > 0 {
+                st.busy = false;
+                st = self.job.wait(st);
+                continue;
+            }
             if st.force_cancel {
                 st.busy = false;
                 return Err(JobError::Cancelled);
             }
-            if st.hold > 0 || st.pause_count > 0 {
+            if st.pause_count > 0 {
                 st.busy = false;
                 st = self.job.wait(st);
                 continue;
@@ -271,6 +277,10 @@ impl JobCtx<'_> {
         let deadline = now + delay;
         st.busy = false;
         loop {
+            if st.hold > 0 {
+                st = self.job.wait(st);
+                continue;
+            }
             if st.force_cancel {
                 return Err(JobError::Cancelled);
             }
@@ -377,20 +387,24 @@ impl JobCtx<'_> {
         }
     }
 
-    /// `block-job-complete` was given.
+    /// `block-job-complete` was given (and its reply is out).
     pub fn should_complete(&self) -> bool {
-        self.job.lock().should_complete
+        let st = self.job.lock();
+        st.hold == 0 && st.should_complete
     }
 
-    /// A non-forced cancel after READY: finish without pivot.
+    /// A non-forced cancel after READY (with its reply out): finish without pivot.
     pub fn soft_cancelled(&self) -> bool {
         let st = self.job.lock();
-        st.cancel_requested && !st.force_cancel
+        st.hold == 0 && st.cancel_requested && !st.force_cancel
     }
 
     /// Idles (a job in sync waiting for new writes or a verb) for at most `d`.
     pub fn idle(&self, d: Duration) -> Result<(), JobError> {
         let mut st = self.job.lock();
+        while st.hold > 0 {
+            st = self.job.wait(st);
+        }
         if st.force_cancel {
             return Err(JobError::Cancelled);
         }
@@ -812,4 +826,128 @@ fn unpause(job: &Job, st: &mut JobState) {
         _ => {}
     }
     job.cv.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor::events::SystemClock;
+
+    /// A job that only passes checkpoints until it is told to stop.
+    struct Spin;
+
+    impl JobDriver for Spin {
+        fn run(&mut self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+            loop {
+                ctx.checkpoint()?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        fn prepare(&mut self, _graph: &BlockGraph) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn spec(id: &str) -> JobSpec {
+        JobSpec {
+            id: id.into(),
+            kind: JobType::Stream,
+            speed: 0,
+            on_error: BlockdevOnError::Report,
+            auto_finalize: true,
+            auto_dismiss: true,
+            covered: Vec::new(),
+            mirror_like: false,
+            len: 100,
+        }
+    }
+
+    fn statuses(
+        rx: &mut tokio::sync::broadcast::Receiver<Arc<monitor::events::EventMessage>>,
+    ) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            match e.value["data"]["status"].as_str() {
+                Some(s) => v.push(s.to_string()),
+                None => v.push(e.name.to_string()),
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn deferred_verbs_wait_for_their_kick() {
+        let bus = EventBus::new(Box::new(SystemClock));
+        let mut rx = bus.subscribe();
+        let mgr = JobManager::new(bus, Arc::new(BlockGraph::new()));
+        let kick = mgr.start(spec("j"), Box::new(Spin)).unwrap();
+        assert_eq!(statuses(&mut rx), ["created", "running"]);
+        kick.run();
+        // Synchronous verbs: their event is out before the verb returns.
+        mgr.verb("j", JobApi::Block, JobVerb::Pause).unwrap().run();
+        assert_eq!(statuses(&mut rx), ["paused"]);
+        assert_eq!(
+            mgr.verb("j", JobApi::Block, JobVerb::Cancel { force: false }).unwrap_err(),
+            ControlError::Failed("The block job for device 'j' is currently paused".into())
+        );
+        let resume = mgr.verb("j", JobApi::Block, JobVerb::Resume).unwrap();
+        assert_eq!(statuses(&mut rx), ["running"]);
+        resume.run();
+        // A cancel takes effect only once its kick runs (after the reply, in the monitor).
+        let cancel = mgr.verb("j", JobApi::Generic, JobVerb::Cancel { force: true }).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(statuses(&mut rx).is_empty(), "nothing happens before the kick");
+        assert_eq!(mgr.find("j").map(|j| j.status()), Some(JobStatus::Running));
+        cancel.run();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mgr.find("j").is_some() {
+            assert!(Instant::now() < deadline, "the job should end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(statuses(&mut rx), ["aborting", "BLOCK_JOB_CANCELLED", "concluded", "null"]);
+        assert_eq!(
+            mgr.verb("j", JobApi::Block, JobVerb::Pause).unwrap_err(),
+            ControlError::BlockJobNotFound("j".into())
+        );
+    }
+
+    #[test]
+    fn quit_drains_then_cancels_every_job() {
+        let bus = EventBus::new(Box::new(SystemClock));
+        let mut rx = bus.subscribe();
+        let mgr = JobManager::new(bus, Arc::new(BlockGraph::new()));
+        mgr.start(spec("a"), Box::new(Spin)).unwrap().run();
+        let mut s = spec("b");
+        s.auto_dismiss = false;
+        mgr.start(s, Box::new(Spin)).unwrap().run();
+        mgr.verb("a", JobApi::Block, JobVerb::Pause).unwrap().run();
+        statuses(&mut rx);
+        mgr.cancel_all_sync();
+        assert!(mgr.jobs().is_empty());
+        let got: Vec<String> = {
+            let mut v = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                let id = e.value["data"]["id"].as_str().or(e.value["data"]["device"].as_str()).unwrap_or("");
+                let what = e.value["data"]["status"].as_str().unwrap_or(e.name);
+                v.push(format!("{id}:{what}"));
+            }
+            v
+        };
+        assert_eq!(
+            got,
+            [
+                "b:paused",
+                "b:running",
+                "b:aborting",
+                "b:BLOCK_JOB_CANCELLED",
+                "b:concluded",
+                "b:null",
+                "a:running",
+                "a:aborting",
+                "a:BLOCK_JOB_CANCELLED",
+                "a:concluded",
+                "a:null"
+            ]
+        );
+    }
 }
