@@ -14,7 +14,7 @@ fn tool(name: &str, args: &[&str]) {
 }
 
 /// base (0x11 at 0, 0x22 at 1M) <- mid (0x33 at 2M..18M) <- top (0x44 at 20M), 64 MiB, as the
-/// recording's chain; plus `d.qcow2` (empty) and `ov.qcow2` (an overlay of base).
+/// recording's chain; plus `d.qcow2` (empty), `ov.qcow2` (an overlay of base) and `r.raw`.
 fn images(dir: &Path) {
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("base.qcow2"), "64M"]);
@@ -28,6 +28,7 @@ fn images(dir: &Path) {
     tool("qemu-io", &["-c", "write -P 0x44 20M 1M", &p("top.qcow2")]);
     tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("d.qcow2"), "64M"]);
     tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", &p("base.qcow2"), "-F", "qcow2", &p("ov.qcow2")]);
+    tool("qemu-img", &["create", "-q", "-f", "raw", &p("r.raw"), "1M"]);
 }
 
 /// Runs `transcripts/block/NAME.qmp` against vmm started with `args` (`{img}` replaced).
@@ -129,4 +130,27 @@ fn hmp_flow() {
     );
     tool("qemu-img", &["check", h2.to_str().unwrap()]);
     tool("qemu-img", &["check", imgs.path().join("hsnap.qcow2").to_str().unwrap()]);
+}
+
+#[test]
+fn internal_snapshots() {
+    let imgs = run(
+        "internal",
+        &[
+            "-drive",
+            "file={img}/top.qcow2,if=none,id=drive0,format=qcow2,node-name=top",
+            "-blockdev",
+            "driver=raw,node-name=r,file.driver=file,file.filename={img}/r.raw",
+        ],
+    );
+    let (ok, out) = {
+        let o = Command::new(which("qemu-img").expect("qemu-img"))
+            .args(["snapshot", "-l"])
+            .arg(imgs.path().join("top.qcow2"))
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    assert!(ok && out.contains(" s2 ") && !out.contains(" s1 ") && !out.contains(" h1 "), "{out}");
+    tool("qemu-img", &["check", imgs.path().join("top.qcow2").to_str().unwrap()]);
 }

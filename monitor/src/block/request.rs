@@ -81,6 +81,14 @@ pub enum BlockRequest {
         args: BlockResizeArgs,
         reply: Reply<()>,
     },
+    SnapshotInternal {
+        args: BlockdevSnapshotInternalArgs,
+        reply: Reply<()>,
+    },
+    SnapshotDeleteInternal {
+        args: BlockdevSnapshotDeleteInternalArgs,
+        reply: Reply<block::SnapshotInfo>,
+    },
     Stream {
         args: BlockStreamArgs,
         reply: Reply<Kick>,

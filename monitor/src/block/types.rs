@@ -309,6 +309,21 @@ pub struct BlockdevSnapshotArgs {
     pub overlay: String,
 }
 
+/// `blockdev-snapshot-internal-sync`.
+#[derive(Debug, Clone, Deserialize, Qapi)]
+pub struct BlockdevSnapshotInternalArgs {
+    pub device: String,
+    pub name: String,
+}
+
+/// `blockdev-snapshot-delete-internal-sync`.
+#[derive(Debug, Clone, Deserialize, Qapi)]
+pub struct BlockdevSnapshotDeleteInternalArgs {
+    pub device: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
 /// `block_resize`.
 #[derive(Debug, Clone, Deserialize, Qapi)]
 pub struct BlockResizeArgs {

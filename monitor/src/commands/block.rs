@@ -1,5 +1,6 @@
 //! Block device and node commands: blockdev-add, blockdev-del, query-block,
-//! query-named-block-nodes, blockdev-snapshot-sync, blockdev-snapshot, block_resize, and the
+//! query-named-block-nodes, blockdev-snapshot-sync, blockdev-snapshot, the internal snapshot
+//! commands of one device, block_resize, and the
 //! commands that start jobs: block-stream, block-commit. Each sends a
 //! [`BlockRequest`](crate::block::BlockRequest) to the VMM's block layer.
 
@@ -67,6 +68,23 @@ pub(super) fn register(reg: &mut Registry) {
         |m: Arc<Monitor>, a: BlockdevSnapshotArgs| async move {
             call(&m, |reply| BlockRequest::Snapshot { args: a, reply }).await?;
             Ok::<_, QmpError>(Empty {})
+        },
+    );
+    reg.add(
+        "blockdev-snapshot-internal-sync",
+        Flags::default(),
+        |m: Arc<Monitor>, a: BlockdevSnapshotInternalArgs| async move {
+            call(&m, |reply| BlockRequest::SnapshotInternal { args: a, reply }).await?;
+            Ok::<_, QmpError>(Empty {})
+        },
+    );
+    reg.add(
+        "blockdev-snapshot-delete-internal-sync",
+        Flags::default(),
+        |m: Arc<Monitor>, a: BlockdevSnapshotDeleteInternalArgs| async move {
+            Ok::<block::SnapshotInfo, QmpError>(
+                call(&m, |reply| BlockRequest::SnapshotDeleteInternal { args: a, reply }).await?,
+            )
         },
     );
     reg.add("block_resize", Flags::default(), |m: Arc<Monitor>, a: BlockResizeArgs| async move {

@@ -120,6 +120,14 @@ impl Worker {
                 let _ops = g.lock_ops();
                 let _ = reply.send(snapshot::snapshot(g, jobs, &args).map_err(failed));
             }
+            BlockRequest::SnapshotInternal { args, reply } => {
+                let _ops = g.lock_ops();
+                let _ = reply.send(snapshot::snapshot_internal(g, jobs, &args).map_err(failed));
+            }
+            BlockRequest::SnapshotDeleteInternal { args, reply } => {
+                let _ops = g.lock_ops();
+                let _ = reply.send(snapshot::snapshot_delete_internal(g, jobs, &args).map_err(failed));
+            }
             BlockRequest::Resize { args, reply } => {
                 let _ops = g.lock_ops();
                 let _ = reply.send(manage::block_resize(g, jobs, &args).map_err(failed));

@@ -1,5 +1,7 @@
 //! External snapshots: `blockdev-snapshot-sync` (create or reuse an overlay file, put it on top)
-//! and `blockdev-snapshot` (an overlay already added with `"backing": null`), with QEMU's checks
+//! and `blockdev-snapshot` (an overlay already added with `"backing": null`); and the internal
+//! snapshots of one device (`blockdev-snapshot-internal-sync`,
+//! `blockdev-snapshot-delete-internal-sync`); with QEMU's checks
 //! and texts (`blockdev.c`: `external_snapshot_prepare`). The drives over the old top are drained
 //! while their top changes, so no request sees half the change; the old top becomes the
 //! overlay's read-only backing file and new writes go to the overlay.
@@ -11,7 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use block::{Backing, BlockNode, Format, OpenOptions};
-use monitor::block::types::{BlockdevSnapshotArgs, BlockdevSnapshotSyncArgs, NewImageMode};
+use monitor::block::types::{
+    BlockdevSnapshotArgs, BlockdevSnapshotDeleteInternalArgs, BlockdevSnapshotInternalArgs,
+    BlockdevSnapshotSyncArgs, NewImageMode,
+};
 
 use super::graph::{BlockGraph, NodeCache, NodeEntry};
 use super::jobs::JobManager;
@@ -124,4 +129,99 @@ pub fn snapshot(graph: &BlockGraph, jobs: &JobManager, a: &BlockdevSnapshotArgs)
     new.node.set_backing_node(Some(old.node.clone()));
     switch_top(graph, &old, &new.node);
     Ok(())
+}
+
+/// The root node a per-device internal snapshot command names (`qmp_get_root_bs`), writable and
+/// able to hold internal snapshots.
+fn internal_target(graph: &BlockGraph, jobs: &JobManager, device: &str) -> Result<NodeEntry, String> {
+    let e = graph.lookup(Some(device), Some(device))?;
+    if !e.is_format() || !graph.is_root(&e) {
+        return Err("Need a root block node".into());
+    }
+    if let Some(msg) = blocker(graph, jobs, &e, true) {
+        return Err(msg);
+    }
+    Ok(e)
+}
+
+/// `blockdev-snapshot-internal-sync` (HMP `snapshot_blkdev_internal`): an internal snapshot of
+/// one device, without VM state. The drives over it are drained meanwhile. The VM clock recorded
+/// is 0 (the block service has no guest clock). The caller holds the ops lock.
+pub fn snapshot_internal(
+    graph: &BlockGraph,
+    jobs: &JobManager,
+    a: &BlockdevSnapshotInternalArgs,
+) -> Result<(), String> {
+    let e = internal_target(graph, jobs, &a.device)?;
+    if e.read_only || e.node.read_only() {
+        return Err(format!("Device '{}' is read only", a.device));
+    }
+    let Some(q) = e.node.qcow2() else {
+        return Err(format!(
+            "Block format '{}' used by device '{}' does not support internal snapshots",
+            e.driver.name(),
+            a.device
+        ));
+    };
+    if a.name.is_empty() {
+        return Err("Name is empty".into());
+    }
+    let snaps = q.snapshots().map_err(|x| x.to_string())?;
+    if snaps.iter().any(|s| s.name == a.name) {
+        return Err(format!("Snapshot with name '{}' already exists on device '{}'", a.name, a.device));
+    }
+    let backends = graph.backends_of(&e.node);
+    let _drained = graph.drain(&backends);
+    e.node.flush().map_err(|x| x.to_string())?;
+    q.snapshot_create(&a.name, 0).map_err(|x| {
+        let text = match x.errno() {
+            Some(n) => block::error::os_text(&std::io::Error::from_raw_os_error(n)),
+            None => x.to_string(),
+        };
+        format!("Failed to create snapshot '{}' on device '{}': {text}", a.name, a.device)
+    })?;
+    Ok(())
+}
+
+/// `blockdev-snapshot-delete-internal-sync` (HMP `snapshot_delete_blkdev_internal`): returns the
+/// deleted snapshot. The caller holds the ops lock.
+pub fn snapshot_delete_internal(
+    graph: &BlockGraph,
+    jobs: &JobManager,
+    a: &BlockdevSnapshotDeleteInternalArgs,
+) -> Result<block::SnapshotInfo, String> {
+    let e = graph.lookup(Some(&a.device), Some(&a.device))?;
+    if !e.is_format() || !graph.is_root(&e) {
+        return Err("Need a root block node".into());
+    }
+    if a.id.is_none() && a.name.is_none() {
+        return Err("Name or id must be provided".into());
+    }
+    if let Some(msg) = blocker(graph, jobs, &e, true) {
+        return Err(msg);
+    }
+    let Some(q) = e.node.qcow2() else {
+        return Err(format!(
+            "Block format '{}' used by device '{}' does not support internal snapshots",
+            e.driver.name(),
+            a.device
+        ));
+    };
+    let snaps = q.snapshots().map_err(|x| x.to_string())?;
+    let found = snaps.iter().find(|s| {
+        a.id.as_deref().is_none_or(|id| s.id == id) && a.name.as_deref().is_none_or(|n| s.name == n)
+    });
+    let Some(sn) = found else {
+        return Err(format!(
+            "Snapshot with id '{}' and name '{}' does not exist on device '{}'",
+            a.id.as_deref().unwrap_or("(null)"),
+            a.name.as_deref().unwrap_or("(null)"),
+            a.device
+        ));
+    };
+    let info = block::SnapshotInfo::from(sn);
+    let backends = graph.backends_of(&e.node);
+    let _drained = graph.drain(&backends);
+    q.snapshot_delete(&sn.id).map_err(|x| x.to_string())?;
+    Ok(info)
 }

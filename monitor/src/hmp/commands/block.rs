@@ -22,6 +22,22 @@ pub(super) const COMMANDS: &[HmpCommand] = &[
         sub_table: None,
     },
     HmpCommand {
+        names: "snapshot_blkdev_internal",
+        args_type: "device:B,name:s",
+        params: "device name",
+        help: "take an internal snapshot of device.\n\t\t\tThe format of the image used by device must\n\t\t\tsupport it, such as qcow2.\n\t\t\t",
+        handler: snapshot_blkdev_internal,
+        sub_table: None,
+    },
+    HmpCommand {
+        names: "snapshot_delete_blkdev_internal",
+        args_type: "device:B,name:s,id:s?",
+        params: "device name [id]",
+        help: "delete an internal snapshot of device.\n\t\t\tIf id is specified, qemu will try delete\n\t\t\tthe snapshot matching both id and name.\n\t\t\tThe format of the image used by device must\n\t\t\tsupport it, such as qcow2.\n\t\t\t",
+        handler: snapshot_delete_blkdev_internal,
+        sub_table: None,
+    },
+    HmpCommand {
         names: "block_stream",
         args_type: "device:B,speed:o?,base:s?",
         params: "device [speed [base]]",
@@ -166,6 +182,23 @@ fn snapshot_blkdev(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
             a["format"] = f.into();
         }
         run(ctx, "blockdev-snapshot-sync", a).await;
+    })
+}
+
+fn snapshot_blkdev_internal(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let a = json!({"device": text(&args, "device"), "name": text(&args, "name")});
+        run(ctx, "blockdev-snapshot-internal-sync", a).await;
+    })
+}
+
+fn snapshot_delete_blkdev_internal(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let mut a = json!({"device": text(&args, "device"), "name": text(&args, "name")});
+        if let Some(id) = text(&args, "id") {
+            a["id"] = id.into();
+        }
+        run(ctx, "blockdev-snapshot-delete-internal-sync", a).await;
     })
 }
 
