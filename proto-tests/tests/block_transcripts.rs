@@ -14,7 +14,7 @@ fn tool(name: &str, args: &[&str]) {
 }
 
 /// base (0x11 at 0, 0x22 at 1M) <- mid (0x33 at 2M..18M) <- top (0x44 at 20M), 64 MiB, as the
-/// recording's chain; plus `d.qcow2` (empty), `ov.qcow2` (an overlay of base) and `r.raw`.
+/// recording's chain; plus `d.qcow2` and `ov2.qcow2` (empty), `ov.qcow2` (an overlay of base) and `r.raw`.
 fn images(dir: &Path) {
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("base.qcow2"), "64M"]);
@@ -29,6 +29,7 @@ fn images(dir: &Path) {
     tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("d.qcow2"), "64M"]);
     tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", &p("base.qcow2"), "-F", "qcow2", &p("ov.qcow2")]);
     tool("qemu-img", &["create", "-q", "-f", "raw", &p("r.raw"), "1M"]);
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", &p("ov2.qcow2"), "64M"]);
 }
 
 /// Runs `transcripts/block/NAME.qmp` against vmm started with `args` (`{img}` replaced).

@@ -165,6 +165,22 @@ impl BlockGraph {
         Ok(())
     }
 
+    /// Refuses a second writable format node on an image a writable format node already has
+    /// open (two writers would each cache the image's metadata and corrupt it). QEMU takes file
+    /// locks for this; within one process the graph knows.
+    pub fn check_write_lock(&self, path: &str, pending: &[NodeEntry]) -> Result<(), String> {
+        let canon = |p: &str| std::fs::canonicalize(p).ok();
+        let Some(me) = canon(path) else { return Ok(()) };
+        let g = self.lock();
+        let busy = g
+            .nodes
+            .iter()
+            .chain(pending.iter())
+            .filter(|e| e.is_format() && !e.node.read_only())
+            .any(|e| canon(e.node.filename()).as_ref() == Some(&me));
+        if busy { Err("Failed to get \"write\" lock".into()) } else { Ok(()) }
+    }
+
     /// Registers entries (their `seq` is assigned here, in order); fails without adding any if a
     /// name is taken.
     pub fn add_entries(&self, entries: Vec<NodeEntry>) -> Result<(), String> {
@@ -498,6 +514,9 @@ impl BlockGraph {
         cache: NodeCache,
         detect_zeroes: BlockdevDetectZeroesOptions,
     ) -> Result<Arc<BlockNode>, String> {
+        if !opts.read_only {
+            self.check_write_lock(path, &[])?;
+        }
         let top = BlockNode::open(path, opts).map_err(|e| e.to_string())?;
         let mut entries = Vec::new();
         for (i, node) in top.chain().into_iter().enumerate() {

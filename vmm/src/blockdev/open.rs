@@ -109,12 +109,18 @@ impl Plan<'_> {
                     return Err("The raw driver's 'offset' and 'size' options are not supported".into());
                 }
                 let (file_name, path) = self.file_child(&r.file, read_only, "raw")?;
+                if !read_only {
+                    self.graph.check_write_lock(&path, &self.entries)?;
+                }
                 let opts = OpenOptions { format: Some(Format::Raw), read_only, backing: Backing::None };
                 let node = BlockNode::open(&path, &opts).map_err(|e| e.to_string())?;
                 self.push_format(base, node, file_name, read_only)
             }
             BlockdevOptions::Qcow2(q) => {
                 let (file_name, path) = self.file_child(&q.file, read_only, "qcow2")?;
+                if !read_only {
+                    self.graph.check_write_lock(&path, &self.entries)?;
+                }
                 let (backing, nested) = match &q.backing {
                     None => (Backing::FromHeader, None),
                     Some(BlockdevRefOrNull::Null(())) => (Backing::None, None),
@@ -309,11 +315,19 @@ mod tests {
         .unwrap();
         let top = g.entry("top").unwrap();
         assert!(Arc::ptr_eq(&top.node.backing().unwrap(), &g.node("base").unwrap()));
+        // a second writer on the same image is refused
+        let e = blockdev_add(
+            &g,
+            &opts(json!({"driver": "qcow2", "node-name": "top2",
+                "file": {"driver": "file", "filename": format!("{d}/top.qcow2")}})),
+        )
+        .unwrap_err();
+        assert_eq!(e, "Failed to get \"write\" lock");
         // backing from the header: two more auto-named nodes
         let before = g.entries().len();
         blockdev_add(
             &g,
-            &opts(json!({"driver": "qcow2", "node-name": "top2",
+            &opts(json!({"driver": "qcow2", "node-name": "top2", "read-only": true,
                 "file": {"driver": "file", "filename": format!("{d}/top.qcow2")}})),
         )
         .unwrap();
@@ -321,7 +335,7 @@ mod tests {
         // no backing
         blockdev_add(
             &g,
-            &opts(json!({"driver": "qcow2", "node-name": "top3", "backing": null,
+            &opts(json!({"driver": "qcow2", "node-name": "top3", "backing": null, "read-only": true,
                 "file": {"driver": "file", "filename": format!("{d}/top.qcow2")}})),
         )
         .unwrap();
