@@ -143,8 +143,14 @@ fn parse(cmd: &str, args: &[&str], allowed: &str) -> Result<Parsed, String> {
     Ok(p)
 }
 
-/// The largest request one command may make (qemu-io's own limit is lower than this).
-const MAX_LEN: u64 = 1 << 30;
+/// Reads and writes go in pieces of this size (no allocation follows the requested length).
+const PIECE: u64 = 4 << 20;
+
+/// Splits `[off, off+len)` into pieces of at most [`PIECE`] bytes.
+fn pieces(off: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
+    let end = off.saturating_add(len);
+    (off..end).step_by(PIECE as usize).map(move |o| (o, PIECE.min(end - o)))
+}
 
 /// Runs one qemu-io command line; returns qemu-io's output.
 pub fn run(t: &Target, line: &str) -> String {
@@ -166,20 +172,20 @@ fn exec(t: &Target, cmd: &str, args: &[&str]) -> Result<String, String> {
     match cmd {
         "read" | "r" => {
             let p = parse(cmd, args, "P").map_err(|e| e + "\n")?;
-            if p.len > MAX_LEN {
-                return Err(format!("length cannot exceed {MAX_LEN}\n"));
-            }
-            let mut buf = vec![0u8; p.len as usize];
-            t.read(&mut buf, p.off).map_err(|e| format!("read failed: {}\n", error_text(&e)))?;
-            if let Some(pat) = p.pattern
-                && let Some(i) = buf.iter().position(|&b| b != pat)
-            {
-                return Err(format!(
-                    "Pattern verification failed at offset {}, {} bytes\n{}",
-                    p.off + i as u64,
-                    p.len,
-                    line(&p, "read")
-                ));
+            let mut buf = Vec::new();
+            for (o, n) in pieces(p.off, p.len) {
+                buf.resize(n as usize, 0);
+                t.read(&mut buf, o).map_err(|e| format!("read failed: {}\n", error_text(&e)))?;
+                if let Some(pat) = p.pattern
+                    && let Some(i) = buf.iter().position(|&b| b != pat)
+                {
+                    return Err(format!(
+                        "Pattern verification failed at offset {}, {} bytes\n{}",
+                        o + i as u64,
+                        p.len,
+                        line(&p, "read")
+                    ));
+                }
             }
             Ok(line(&p, "read"))
         }
@@ -191,11 +197,11 @@ fn exec(t: &Target, cmd: &str, args: &[&str]) -> Result<String, String> {
             if p.zero {
                 t.write_zeroes(p.off, p.len).map_err(|e| format!("write failed: {}\n", error_text(&e)))?;
             } else {
-                if p.len > MAX_LEN {
-                    return Err(format!("length cannot exceed {MAX_LEN}\n"));
+                let buf = vec![p.pattern.unwrap_or(0xcd); PIECE.min(p.len) as usize];
+                for (o, n) in pieces(p.off, p.len) {
+                    t.write(&buf[..n as usize], o)
+                        .map_err(|e| format!("write failed: {}\n", error_text(&e)))?;
                 }
-                let buf = vec![p.pattern.unwrap_or(0xcd); p.len as usize];
-                t.write(&buf, p.off).map_err(|e| format!("write failed: {}\n", error_text(&e)))?;
             }
             Ok(line(&p, "wrote"))
         }
