@@ -524,6 +524,7 @@ impl JobManager {
     }
 
     fn run_job(&self, job: Arc<Job>) {
+        lower_priority();
         {
             let mut st = job.lock();
             while st.hold > 0 && !st.force_cancel {
@@ -815,6 +816,17 @@ impl JobManager {
                 st = job.wait(st);
             }
         }
+    }
+}
+
+/// Job threads (and the copy workers they start, which inherit it) run at nice 10: a job at
+/// full speed leaves the CPU to the monitor and the vCPUs when they need it.
+fn lower_priority() {
+    // SAFETY: setpriority only reads its integer arguments; `who == 0` is the calling thread on
+    // Linux, whose nice value is per thread.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if r != 0 {
+        tracing::debug!("cannot lower a job thread's priority: {}", std::io::Error::last_os_error());
     }
 }
 
