@@ -101,3 +101,44 @@ pub fn query_block(graph: &BlockGraph) -> Result<Vec<BlockInfo>, String> {
         .map(|b| drive_info(graph, b))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockdev::drive::DriveNamer;
+
+    #[test]
+    fn drives_with_a_device_show_it_and_their_io_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a.img");
+        std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+        let g = BlockGraph::new();
+        let mut namer = DriveNamer::default();
+        let spec = namer.drive(&format!("file={},format=raw,if=none,id=drive0", img.display())).unwrap();
+        let b = g.open_drive(&spec).unwrap();
+        let info = query_block(&g).unwrap();
+        assert_eq!((info[0].qdev.as_deref(), info[0].io_status), (None, None));
+        b.attach("/machine/peripheral/vd0/virtio-backend").unwrap();
+        b.set_io_status(IoStatus::NoSpace);
+        let info = query_block(&g).unwrap();
+        assert_eq!(info[0].qdev.as_deref(), Some("/machine/peripheral/vd0/virtio-backend"));
+        assert_eq!(info[0].io_status, Some(BlockDeviceIoStatus::Nospace));
+        let inserted = info[0].inserted.as_ref().unwrap();
+        assert_eq!((inserted.drv.as_str(), inserted.ro, inserted.backing_file_depth), ("raw", false, 0));
+        // an anonymous drive over a node appears only once a device uses it
+        let opts = block::OpenOptions { format: Some(block::Format::Raw), ..Default::default() };
+        let img2 = dir.path().join("b.img");
+        std::fs::write(&img2, vec![0u8; 1 << 20]).unwrap();
+        g.open_chain(img2.to_str().unwrap(), &opts, Some("n1"), Default::default(), Default::default())
+            .unwrap();
+        let anon = g.backend_for_device("n1").unwrap();
+        assert_eq!(query_block(&g).unwrap().len(), 1);
+        anon.attach("/machine/peripheral/vd1/virtio-backend").unwrap();
+        let info = query_block(&g).unwrap();
+        assert_eq!((info.len(), info[1].device.as_str()), (2, ""));
+        assert_eq!(
+            g.backend_for_device("nope").unwrap_err(),
+            "Property 'virtio-blk-device.drive' can't find value 'nope'"
+        );
+    }
+}
