@@ -4,10 +4,10 @@
 use crate::error::Result;
 use crate::node::{BlockNode, combine_backing_path};
 use crate::qcow2::snapshot::Snapshot;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One internal snapshot (QEMU's `SnapshotInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icount: Option<u64>,
@@ -41,7 +41,7 @@ impl From<&Snapshot> for SnapshotInfo {
 }
 
 /// qcow2-specific fields (`format-specific.data`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Qcow2Specific {
     pub compat: String,
     #[serde(rename = "compression-type")]
@@ -57,7 +57,7 @@ pub struct Qcow2Specific {
 }
 
 /// `format-specific`: `{"type": "qcow2", "data": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormatSpecific {
     #[serde(rename = "type")]
     pub kind: String,
@@ -65,7 +65,7 @@ pub struct FormatSpecific {
 }
 
 /// QEMU's `ImageInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Vec<SnapshotInfo>>,

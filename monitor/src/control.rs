@@ -34,6 +34,9 @@ pub enum ControlRequest {
     QueryCpusFast(Reply<Vec<CpuInfoFast>>),
     /// HMP `info registers` for one vCPU.
     InfoRegisters { cpu: usize, reply: Reply<String> },
+    /// Block devices, nodes and jobs (handled off the control loop's thread by the VMM's block
+    /// service; see [`crate::block::request`]).
+    Block(Box<crate::block::BlockRequest>),
 }
 
 /// Why a request failed, in terms the monitor maps to QMP error classes.

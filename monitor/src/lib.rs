@@ -18,6 +18,7 @@
 
 extern crate self as monitor;
 
+pub mod block;
 pub mod commands;
 pub mod control;
 pub mod error;

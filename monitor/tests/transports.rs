@@ -112,7 +112,7 @@ async fn tab_completion_over_the_wire() {
     read_until(&mut c, BANNER).await;
     c.write_all(b"c\t").await.unwrap();
     let got = read_until(&mut c, b"(qemu) c\x1b[K").await;
-    assert_eq!(got, b"c\x1b[K\r\nc         cont      cpu       \r\n(qemu) c\x1b[K");
+    assert_eq!(got, b"c\x1b[K\r\nc         commit    cont      cpu       \r\n(qemu) c\x1b[K");
     c.write_all(b"\x15\x7fin\tst\t\r").await.unwrap();
     let got = read_until(&mut c, b"(qemu) ").await;
     assert!(String::from_utf8_lossy(&got).ends_with("VM status: paused (prelaunch)\r\n(qemu) "), "{got:?}");

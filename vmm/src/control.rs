@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use std::sync::Arc;
 
-use crate::blockdev::BlockGraph;
+use crate::blockdev::{BlockGraph, BlockService};
 use crate::machine::{GuestEvent, Machine, MachineError};
 
 /// Requests from the host side of the process (not the monitor).
@@ -49,9 +49,8 @@ pub struct Exit {
 /// The control loop's state.
 pub struct ControlLoop {
     machine: Option<Box<dyn Machine>>,
-    /// Drives and nodes (QMP block commands and jobs work on it).
-    #[allow(dead_code)]
-    blockdev: Arc<BlockGraph>,
+    /// Drives, nodes and jobs: block requests are forwarded to its thread.
+    block: BlockService,
     events: EventBus,
     state: watch::Sender<RunState>,
     policy: Policy,
@@ -69,7 +68,8 @@ impl ControlLoop {
         policy: Policy,
         start_paused: bool,
     ) -> Result<Self, MachineError> {
-        let mut lp = ControlLoop { machine, blockdev, events, state, policy, started: false };
+        let block = BlockService::start(blockdev, events.clone()).map_err(MachineError::Other)?;
+        let mut lp = ControlLoop { machine, block, events, state, policy, started: false };
         if start_paused {
             lp.set_state(RunState::Prelaunch);
         } else {
@@ -107,8 +107,13 @@ impl ControlLoop {
                 break exit;
             }
         };
+        // QEMU's qemu_cleanup: cancel the jobs (quit did already), then close the images.
+        self.block.cancel_all_jobs();
         if let Some(m) = self.machine.as_mut() {
             m.shutdown();
+        }
+        if let Err(e) = self.block.graph().flush_all() {
+            eprintln!("vmm: {e}");
         }
         exit
     }
@@ -161,9 +166,12 @@ impl ControlLoop {
             }
             ControlRequest::Quit(reply) => {
                 let exit = self.shutdown(false, ShutdownCause::HostQmpQuit, true);
+                // Jobs are cancelled with their events before the reply, as in QEMU.
+                self.block.cancel_all_jobs();
                 let _ = reply.send(Ok(()));
                 return exit;
             }
+            ControlRequest::Block(req) => self.block.submit(*req),
             ControlRequest::QueryCpusFast(reply) => {
                 let _ = reply.send(Ok(self.cpus()));
             }

@@ -38,6 +38,7 @@ pub enum LaunchError {
 /// Runs the VMM; returns the process exit code.
 pub fn run(config: Config) -> Result<u8, LaunchError> {
     init_logging();
+    ignore_file_size_signal();
     validate(&config)?;
     let daemon = if config.daemonize { Some(Daemon::fork().map_err(LaunchError::Io)?) } else { None };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -170,7 +171,12 @@ fn open_drives(config: &Config, graph: &BlockGraph) -> Result<(), LaunchError> {
             DriveArg::Hd(i, file) => (format!("-hd{} {file}", (b'a' + i) as char), namer.hd(*i, file)),
             DriveArg::Drive(opts) => (format!("-drive {opts}"), namer.drive(opts)),
             DriveArg::Blockdev(opts) => {
-                return Err(LaunchError::Config(format!("-blockdev {opts}: -blockdev is not supported yet")));
+                let options = crate::blockdev::cmdline::parse_blockdev(opts)
+                    .map_err(|e| LaunchError::Config(format!("-blockdev {opts}: {e}")))?;
+                let _ops = graph.lock_ops();
+                crate::blockdev::open::blockdev_add(graph, &options)
+                    .map_err(|e| LaunchError::Config(format!("-blockdev {opts}: {e}")))?;
+                continue;
             }
         };
         let spec = spec.map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
@@ -215,6 +221,16 @@ fn validate(config: &Config) -> Result<(), LaunchError> {
         ));
     }
     Ok(())
+}
+
+/// A write past `RLIMIT_FSIZE` fails with EFBIG (reported through the block layer and a job's
+/// `on-error`) instead of killing the process with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory effects and is done before
+    // any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 fn init_logging() {

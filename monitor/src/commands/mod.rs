@@ -2,7 +2,9 @@
 //! arguments and return values; handlers that need the machine send a
 //! [`ControlRequest`](crate::control::ControlRequest).
 
+mod block;
 mod chardev;
+mod jobs;
 mod machine;
 mod migration;
 mod protocol;
@@ -21,4 +23,6 @@ pub fn register_all(reg: &mut Registry) {
     migration::register(reg);
     yank::register(reg);
     chardev::register(reg);
+    block::register(reg);
+    jobs::register(reg);
 }

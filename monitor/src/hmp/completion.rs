@@ -83,7 +83,7 @@ mod tests {
         assert_eq!((n, c), (3, vec!["stop".to_string()]));
         let (n, c) = complete(b"c");
         assert_eq!(n, 1);
-        assert_eq!(sorted(c), vec!["c", "cont", "cpu"]);
+        assert_eq!(sorted(c), vec!["c", "commit", "cont", "cpu"]);
         let (_, all) = complete(b"");
         assert!(all.contains(&"system_powerdown".to_string()) && all.contains(&"?".to_string()));
     }

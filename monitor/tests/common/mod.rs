@@ -92,6 +92,8 @@ async fn control_loop(
                 };
                 let _ = reply.send(r);
             }
+            // No block layer in this fake: the dropped reply reads as the machine going away.
+            ControlRequest::Block(_) => {}
         }
     }
 }

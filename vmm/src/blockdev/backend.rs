@@ -2,12 +2,14 @@
 //! the indirection that lets the top change underneath a running guest.
 //!
 //! Devices do every request through [`BlockBackend`]; each request holds the backend's read lock
-//! for its duration. [`BlockBackend::swap_root`] takes the write lock, so it waits for requests in
-//! flight and no request ever sees half a pivot (external snapshot: new overlay on top; active
-//! commit completion: back to the base).
+//! for its duration. [`BlockBackend::swap_root`] and [`BlockBackend::drain`] take the write lock,
+//! so they wait for requests in flight and no request ever sees half a pivot (external snapshot:
+//! new overlay on top; active commit completion: back to the base). A write marks the node's
+//! dirty bitmaps before its request ends, so an active commit that drains the drive and then
+//! copies what the bitmap reports has every acknowledged write before it pivots.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use block::{BlockError, BlockNode};
 
@@ -20,7 +22,6 @@ pub enum IoStatus {
 }
 
 /// One drive.
-#[derive(Debug)]
 pub struct BlockBackend {
     /// The drive name (`drive0`, `virtio0`, `ide0-hd0`); empty for the anonymous backend a
     /// `-device ...,drive=NODE` puts over a `-blockdev` node.
@@ -34,6 +35,20 @@ pub struct BlockBackend {
     io_status: Mutex<IoStatus>,
     /// Set by `cache=unsafe`: flushes are ignored.
     ignore_flush: AtomicBool,
+    /// Called with the new size after `block_resize` (a device tells its guest).
+    resize_notify: Mutex<Option<ResizeNotify>>,
+}
+
+/// A device's capacity-change callback.
+pub type ResizeNotify = Box<dyn Fn(u64) + Send + Sync>;
+
+impl std::fmt::Debug for BlockBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockBackend")
+            .field("name", &self.name)
+            .field("root", &self.root().filename())
+            .finish()
+    }
 }
 
 impl BlockBackend {
@@ -52,6 +67,25 @@ impl BlockBackend {
             writethrough,
             io_status: Mutex::new(IoStatus::Ok),
             ignore_flush: AtomicBool::new(ignore_flush),
+            resize_notify: Mutex::new(None),
+        }
+    }
+
+    /// Blocks new requests and waits for those in flight; the top can be replaced through the
+    /// guard. Requests resume when it is dropped.
+    pub fn drain(&self) -> RwLockWriteGuard<'_, Arc<BlockNode>> {
+        self.root.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers the device's capacity-change callback (virtio-blk config change).
+    pub fn set_resize_notify(&self, f: ResizeNotify) {
+        *self.resize_notify.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Tells the device the drive's size changed.
+    pub fn notify_resize(&self, size: u64) {
+        if let Some(f) = self.resize_notify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            f(size);
         }
     }
 

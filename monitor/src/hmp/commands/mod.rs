@@ -6,6 +6,7 @@
 //! Every handler that has a QMP counterpart calls the registry entry through
 //! [`Ctx::qmp`](super::context::Ctx::qmp) and only formats the result.
 
+mod block;
 mod chardev;
 mod cpus;
 mod help;
@@ -15,9 +16,10 @@ mod run_state;
 use super::table::HmpCommand;
 
 /// Slices that make up the main table.
-pub(super) const MAIN: &[&[HmpCommand]] = &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS];
+pub(super) const MAIN: &[&[HmpCommand]] =
+    &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS];
 
 /// Slices that make up the `info` table.
-pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO];
+pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, block::INFO];
 
 pub(crate) use cpus::cpu_list;

@@ -1,0 +1,144 @@
+//! `query-block` and `query-named-block-nodes`: the graph as QEMU's `BlockInfo` and
+//! `BlockDeviceInfo` (`block/qapi.c`).
+
+use block::ImageInfo;
+use monitor::block::types::{BlockDeviceInfo, BlockDeviceIoStatus, BlockInfo, BlockdevCacheInfo};
+
+use super::backend::{BlockBackend, IoStatus};
+use super::graph::{BlockGraph, NodeDriver, NodeEntry};
+
+fn io_status(s: IoStatus) -> BlockDeviceIoStatus {
+    match s {
+        IoStatus::Ok => BlockDeviceIoStatus::Ok,
+        IoStatus::Failed => BlockDeviceIoStatus::Failed,
+        IoStatus::NoSpace => BlockDeviceIoStatus::Nospace,
+    }
+}
+
+/// A protocol node's `image`: the host file as QEMU's file driver describes it.
+fn file_image(e: &NodeEntry) -> ImageInfo {
+    let f = e.node.file();
+    ImageInfo {
+        snapshots: None,
+        backing_filename_format: None,
+        virtual_size: f.len().unwrap_or(0),
+        filename: e.filename(),
+        cluster_size: None,
+        format: "file".into(),
+        actual_size: f.allocated_bytes().ok(),
+        format_specific: None,
+        full_backing_filename: None,
+        backing_filename: None,
+        dirty_flag: false,
+        backing_image: None,
+    }
+}
+
+/// QEMU's `bdrv_block_device_info`. `flat` leaves out the backing chain (`backing-image`, and
+/// `backing_file_depth` is 0); `writeback` is the drive's cache mode (always on for nodes).
+pub fn node_info(e: &NodeEntry, flat: bool, writeback: bool) -> Result<BlockDeviceInfo, String> {
+    let (image, backing_file, depth) = match e.driver {
+        NodeDriver::File => (file_image(e), None, 0),
+        _ => {
+            let image =
+                if flat { e.node.info() } else { e.node.info_recursive() }.map_err(|x| x.to_string())?;
+            let depth = if flat { 0 } else { e.node.chain().len() as i64 - 1 };
+            (image, e.node.backing_name(), depth)
+        }
+    };
+    Ok(BlockDeviceInfo {
+        file: e.filename(),
+        node_name: Some(e.name.clone()),
+        ro: e.read_only,
+        drv: e.driver.name().into(),
+        backing_file,
+        backing_file_depth: depth,
+        encrypted: false,
+        detect_zeroes: e.detect_zeroes,
+        bps: 0,
+        bps_rd: 0,
+        bps_wr: 0,
+        iops: 0,
+        iops_rd: 0,
+        iops_wr: 0,
+        image,
+        cache: BlockdevCacheInfo { writeback, direct: e.cache.direct, no_flush: e.cache.no_flush },
+        write_threshold: 0,
+    })
+}
+
+/// `query-named-block-nodes`: every node, newest first.
+pub fn named_nodes(graph: &BlockGraph, flat: bool) -> Result<Vec<BlockDeviceInfo>, String> {
+    graph.entries().iter().map(|e| node_info(e, flat, true)).collect()
+}
+
+/// One drive of `query-block`.
+pub fn drive_info(graph: &BlockGraph, b: &BlockBackend) -> Result<BlockInfo, String> {
+    let root = b.root();
+    let inserted = match graph.entry_of(&root) {
+        Some(e) => Some(node_info(&e, false, !b.writethrough())?),
+        None => None,
+    };
+    let qdev = b.attached_to();
+    Ok(BlockInfo {
+        device: b.name().to_string(),
+        io_status: qdev.as_ref().map(|_| io_status(b.io_status())),
+        qdev,
+        kind: "unknown".into(),
+        removable: false,
+        locked: false,
+        inserted,
+        tray_open: None,
+    })
+}
+
+/// `query-block`: drives with a name or a device, in creation order.
+pub fn query_block(graph: &BlockGraph) -> Result<Vec<BlockInfo>, String> {
+    graph
+        .backends()
+        .iter()
+        .filter(|b| !b.name().is_empty() || b.attached_to().is_some())
+        .map(|b| drive_info(graph, b))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockdev::drive::DriveNamer;
+
+    #[test]
+    fn drives_with_a_device_show_it_and_their_io_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a.img");
+        std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+        let g = BlockGraph::new();
+        let mut namer = DriveNamer::default();
+        let spec = namer.drive(&format!("file={},format=raw,if=none,id=drive0", img.display())).unwrap();
+        let b = g.open_drive(&spec).unwrap();
+        let info = query_block(&g).unwrap();
+        assert_eq!((info[0].qdev.as_deref(), info[0].io_status), (None, None));
+        b.attach("/machine/peripheral/vd0/virtio-backend").unwrap();
+        b.set_io_status(IoStatus::NoSpace);
+        let info = query_block(&g).unwrap();
+        assert_eq!(info[0].qdev.as_deref(), Some("/machine/peripheral/vd0/virtio-backend"));
+        assert_eq!(info[0].io_status, Some(BlockDeviceIoStatus::Nospace));
+        let inserted = info[0].inserted.as_ref().unwrap();
+        assert_eq!((inserted.drv.as_str(), inserted.ro, inserted.backing_file_depth), ("raw", false, 0));
+        // an anonymous drive over a node appears only once a device uses it
+        let opts = block::OpenOptions { format: Some(block::Format::Raw), ..Default::default() };
+        let img2 = dir.path().join("b.img");
+        std::fs::write(&img2, vec![0u8; 1 << 20]).unwrap();
+        g.open_chain(img2.to_str().unwrap(), &opts, Some("n1"), Default::default(), Default::default())
+            .unwrap();
+        let anon = g.backend_for_device("n1").unwrap();
+        assert_eq!(query_block(&g).unwrap().len(), 1);
+        anon.attach("/machine/peripheral/vd1/virtio-backend").unwrap();
+        let info = query_block(&g).unwrap();
+        assert_eq!((info.len(), info[1].device.as_str()), (2, ""));
+        assert_eq!(
+            g.backend_for_device("nope").unwrap_err(),
+            "Property 'virtio-blk-device.drive' can't find value 'nope'"
+        );
+    }
+}
