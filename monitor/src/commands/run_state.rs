@@ -18,13 +18,16 @@ pub struct StatusInfo {
     pub status: RunState,
 }
 
+/// Builds a request around its reply channel.
+type MakeRequest = fn(Reply<()>) -> ControlRequest;
+
 pub(super) fn register(reg: &mut Registry) {
     reg.add("query-status", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
         let status = m.control.run_state();
         Ok::<_, QmpError>(StatusInfo { running: status == RunState::Running, singlestep: false, status })
     });
     // Commands without arguments or return data that only ask the control loop for an action.
-    let actions: [(&'static str, fn(Reply<()>) -> ControlRequest); 5] = [
+    let actions: [(&'static str, MakeRequest); 5] = [
         ("stop", ControlRequest::Stop),
         ("cont", ControlRequest::Cont),
         ("system_reset", ControlRequest::SystemReset),
