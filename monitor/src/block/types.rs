@@ -649,7 +649,7 @@ mod tests {
             check::<BlockdevOptions>(
                 json!({"driver": "qcow2", "node-name": "x", "file": {"driver": "nope", "filename": "a"}})
             ),
-            Err("Parameter 'file.driver' does not accept value 'nope'".into())
+            Err("Parameter 'driver' does not accept value 'nope'".into())
         );
         assert_eq!(
             check::<BlockdevOptions>(json!({"driver": "qcow2", "node-name": "x", "file": "f", "bogus": 1})),
