@@ -71,7 +71,7 @@ fn prelaunch_cont_powerdown_and_guest_shutdown() {
     c.send(&json!({"execute": "cont"}));
     assert_eq!(c.recv()["event"], "RESUME");
     assert_eq!(c.recv(), json!({"return": {}}));
-    wait_for_file_text(&vmm.path("serial.log"), "Press the power button", T);
+    wait_for_file_text(&vmm.path("serial.log"), "powerbutton: waiting", T);
     assert_eq!(status(&mut c), "running");
     c.send(&json!({"execute": "system_powerdown"}));
     let ev = c.recv();
