@@ -7,3 +7,5 @@ cd "$root"
 scripts/setup.sh
 cargo build --workspace --bins
 cargo test --workspace
+# vmmon's integration tests run against QEMU above; run them against our own vmm too.
+VMMON_TEST_SERVER=vmm cargo test -p vmmon --tests
