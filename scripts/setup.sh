@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # iasl for ACPI tables), socket tools the tests drive, toolchain bits for the test guests and for
 # libslirp-sys.
 pkgs=(qemu-system-x86 qemu-utils socat telnet netcat-openbsd expect tmux acpica-tools
-      libslirp-dev libglib2.0-dev pkg-config gcc make busybox-static cpio)
+      libslirp-dev libglib2.0-dev pkg-config gcc make binutils busybox-static cpio util-linux bc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
