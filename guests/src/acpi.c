@@ -191,6 +191,10 @@ void acpi_scan(u64 rsdp_hint, struct acpi_info *ai)
         if (!check_table(t)) ai->tables_ok = 0;
         if (!memcmp(t, "FACP", 4)) fadt = t;
         if (!memcmp(t, "APIC", 4)) madt = t;
+        if (!memcmp(t, "MCFG", 4) && *(const u32 *)(t + 4) >= 60) {
+            ai->ecam_base = *(const u64 *)(t + 44);
+            ai->ecam_end_bus = t[55];
+        }
     }
     if (fadt) parse_fadt(fadt, ai);
     if (madt) parse_madt(madt, ai);
