@@ -514,6 +514,56 @@ mod tests {
         assert_eq!(run(&disk, p, &chain(&m, VIRTIO_BLK_T_DISCARD, 0, 16, false), &m).status, 2);
     }
 
+    /// A disk whose flush looks at the guest's status byte: still unwritten while flushing.
+    struct FlushProbe {
+        inner: MemDisk,
+        mem: GuestMemoryMmap<()>,
+        status_during_flush: std::sync::Mutex<Option<u8>>,
+    }
+
+    impl Disk for FlushProbe {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+            self.inner.read(buf, off)
+        }
+        fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
+            self.inner.write(buf, off)
+        }
+        fn flush(&self) -> Result<(), String> {
+            *self.status_during_flush.lock().unwrap() = self.mem.read_obj::<u8>(GuestAddress(STATUS)).ok();
+            Err("disk gone".into())
+        }
+        fn discard(&self, off: u64, len: u64) -> Result<(), String> {
+            self.inner.discard(off, len)
+        }
+        fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
+            self.inner.write_zeroes(off, len)
+        }
+    }
+
+    #[test]
+    fn flush_completes_only_after_the_disk_flushed() {
+        let m = mem();
+        let disk = FlushProbe {
+            inner: MemDisk::new(4096, false),
+            mem: m.clone(),
+            status_during_flush: Default::default(),
+        };
+        let c = chain(&m, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+        let done = Executor::new(props()).execute(&parse(&c, &m).unwrap(), &disk, &m).unwrap();
+        assert_eq!(
+            *disk.status_during_flush.lock().unwrap(),
+            Some(0xaa),
+            "status written before the flush returned"
+        );
+        assert_eq!(done.status, 1, "a failed flush is an I/O error");
+    }
+
     #[test]
     fn fatal_layouts_and_split_headers() {
         let m = mem();
