@@ -28,11 +28,22 @@ static struct blk_hdr hdrs[SLOTS] __attribute__((aligned(16)));
 static volatile u8 status[SLOTS];
 static u8 buf[64 * 1024] __attribute__((aligned(4096)));
 
+/* Which virtio-blk function blk_open takes (`disk=N` on the command line: the Nth, from 0). */
+int blk_disk_index;
+
+static int find_blk(int nth)
+{
+    for (int dev = 0; dev < 32; dev++) {
+        u32 id = pci_read((u8)dev, 0, 4);
+        if ((u16)id == 0x1af4 && ((id >> 16) == 0x1001 || (id >> 16) == 0x1042) && nth-- == 0) return dev;
+    }
+    return -1;
+}
+
 int blk_open(struct vdev *v, const struct acpi_info *ai, u16 qsize, int verbose)
 {
     pci_init(ai);
-    int dev = pci_find(0x1af4, 0x1001, 0x1001, 0);
-    if (dev < 0) dev = pci_find(0x1af4, 0x1042, 0x1042, 0);
+    int dev = find_blk(blk_disk_index);
     if (dev < 0) {
         puts("virtio-blk: no device\n");
         return -1;
@@ -148,6 +159,8 @@ void blk_ops(const struct acpi_info *ai, const char *cmdline)
 {
     static struct vdev v;
     static char ops[256];
+    char n[8];
+    if (cmdline_get(cmdline, "disk", n, sizeof(n))) blk_disk_index = (int)parse_u64(n);
     irq_setup(ai);
     if (blk_open(&v, ai, 16, 1)) return;
     if (!cmdline_get(cmdline, "ops", ops, sizeof(ops))) return;

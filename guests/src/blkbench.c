@@ -21,6 +21,7 @@ void blk_bench(const struct acpi_info *ai, const char *cmdline)
     u64 depth = cmdline_get(cmdline, "depth", arg, sizeof(arg)) ? parse_u64(arg) : 4;
     u64 mb = cmdline_get(cmdline, "mb", arg, sizeof(arg)) ? parse_u64(arg) : 64;
     int write = cmdline_get(cmdline, "rw", arg, sizeof(arg)) && arg[0] == 'w';
+    if (cmdline_get(cmdline, "disk", arg, sizeof(arg))) blk_disk_index = (int)parse_u64(arg);
     if (depth < 1) depth = 1;
     if (depth > MAX_DEPTH) depth = MAX_DEPTH;
     if (bs < 4) bs = 4;

@@ -163,6 +163,7 @@ extern u64 virtio_desc_override;             /* tests: a descriptor table addres
 void blk_ops(const struct acpi_info *ai, const char *cmdline);
 void blk_bad(const struct acpi_info *ai, const char *cmdline);
 void blk_bench(const struct acpi_info *ai, const char *cmdline);
+extern int blk_disk_index;                   /* `disk=N`: the Nth virtio-blk function */
 int blk_open(struct vdev *v, const struct acpi_info *ai, u16 qsize, int verbose);
 /* One request through descriptors 0..2 of slot `slot`: returns the status byte, or -1 on timeout. */
 int blk_rw(struct vdev *v, u32 type, u64 sector, void *buf, u32 len, int slot);

@@ -34,6 +34,8 @@ pub enum ControlRequest {
     QueryCpusFast(Reply<Vec<CpuInfoFast>>),
     /// HMP `info registers` for one vCPU.
     InfoRegisters { cpu: usize, reply: Reply<String> },
+    /// `query-pci`.
+    QueryPci(Reply<Vec<crate::commands::pci::PciInfo>>),
 }
 
 /// Why a request failed, in terms the monitor maps to QMP error classes.

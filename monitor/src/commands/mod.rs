@@ -4,6 +4,7 @@
 
 mod chardev;
 mod machine;
+pub mod pci;
 mod protocol;
 mod run_state;
 
@@ -17,4 +18,5 @@ pub fn register_all(reg: &mut Registry) {
     run_state::register(reg);
     machine::register(reg);
     chardev::register(reg);
+    pci::register(reg);
 }

@@ -10,6 +10,7 @@ mod chardev;
 mod cpus;
 mod help;
 mod info;
+mod pci;
 mod run_state;
 
 use super::table::HmpCommand;
@@ -18,6 +19,6 @@ use super::table::HmpCommand;
 pub(super) const MAIN: &[&[HmpCommand]] = &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS];
 
 /// Slices that make up the `info` table.
-pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO];
+pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, pci::INFO];
 
 pub(crate) use cpus::cpu_list;
