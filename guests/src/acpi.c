@@ -89,8 +89,10 @@ static void parse_fadt(const u8 *f, struct acpi_info *ai)
     ai->pm1a_evt = *(const u32 *)(f + 56);
     ai->pm1a_cnt = *(const u32 *)(f + 64);
     ai->pm1_evt_len = f[88];
+    ai->pm_tmr = *(const u32 *)(f + 76);
     u32 flags = len >= 116 ? *(const u32 *)(f + 112) : 0;
     ai->hw_reduced = (flags >> 20) & 1;
+    ai->pm_tmr_32bit = (flags >> 8) & 1;
     if (len >= 129 && (flags & (1u << 10))) {
         ai->reset_supported = 1;
         ai->reset_space = f[116];

@@ -78,6 +78,8 @@ struct acpi_info {
     u8 s5_typ_a, s5_typ_b;
     u64 lapic_addr;
     u64 ioapic_addr;
+    u32 pm_tmr;         /* ACPI PM timer port (3.579545 MHz), 0: none */
+    int pm_tmr_32bit;   /* TMR_VAL_EXT: 32-bit counter, else 24-bit */
     u64 ecam_base;      /* MCFG, segment 0 (0: none) */
     u8 ecam_end_bus;
 };

@@ -69,14 +69,14 @@ impl Default for BlkConfig {
     }
 }
 
-/// Serves one queue's chains.
+/// Serves the chains of a queue (shared by its I/O threads).
 struct BlkHandler {
     disk: Arc<dyn Disk>,
     exec: Executor,
 }
 
 impl ChainHandler for BlkHandler {
-    fn handle(&mut self, chain: &Chain, mem: &GuestMemory) -> Result<u32, String> {
+    fn handle(&self, chain: &Chain, mem: &GuestMemory) -> Result<u32, String> {
         let req = request::parse(chain, mem).map_err(|e| e.to_string())?;
         let done = self.exec.execute(&req, self.disk.as_ref(), mem).map_err(|e| e.to_string())?;
         Ok(done.used_len)
@@ -180,7 +180,7 @@ impl VirtioDevice for VirtioBlk {
                 vector: q.vector,
                 mem: a.mem.clone(),
                 interrupt: Arc::clone(&a.interrupt),
-                handler: Box::new(handler),
+                handler: Arc::new(handler),
             })?;
             self.workers.push(worker);
         }

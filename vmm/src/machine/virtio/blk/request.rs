@@ -13,14 +13,19 @@
 //! or unknown DISCARD/WRITE_ZEROES flags. The range is checked before any byte moves, so the
 //! disk is never written outside the request's range.
 //!
-//! Data moves through a bounce buffer of at most [`CHUNK`] bytes, whatever the request size.
+//! Data moves directly between guest memory and the block layer (no bounce buffer), in pieces
+//! of at most [`CHUNK`] bytes whatever the request size. The guest memory of a request's data
+//! buffers is handed to the block layer as a byte slice for the duration of one piece: the
+//! buffers belong to the device until the request completes (virtio's rule), and a guest that
+//! changes them meanwhile only changes what gets written or read, as with any DMA.
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::bitmap::Bitmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use crate::machine::virtio::chain::{Chain, Segment};
 
@@ -181,27 +186,52 @@ fn range(sector: u64, len: u64, size: u64) -> Option<u64> {
     (len.is_multiple_of(SECTOR) && off.checked_add(len)? <= size / SECTOR * SECTOR).then_some(off)
 }
 
-/// Serves requests; owns the bounce buffer.
+/// Runs `f` on each host piece (at most [`CHUNK`] bytes) of the guest range `seg`, with the
+/// piece's offset in the segment; stops at the first error. Err(None): not guest memory.
+fn for_each_piece<M: GuestMemory>(
+    mem: &M,
+    seg: &Segment,
+    access: Permissions,
+    mut f: impl FnMut(&mut [u8], u64) -> Result<(), String>,
+) -> Result<(), Option<String>> {
+    let slices = mem.get_slices(GuestAddress(seg.addr), seg.len as usize, access).map_err(|_| None)?;
+    let mut done = 0u64;
+    for vs in slices {
+        let vs = vs.map_err(|_| None)?;
+        let mut off = 0usize;
+        while off < vs.len() {
+            let n = (vs.len() - off).min(CHUNK);
+            let piece = vs.subslice(off, n).map_err(|_| None)?;
+            let guard = piece.ptr_guard_mut();
+            // SAFETY: `piece` is `n` bytes of a guest RAM mapping that stays mapped while `mem`
+            // is borrowed, and the slice lives only for this call. The guest may access the same
+            // bytes concurrently (it owns them again only after completion); that can change
+            // the data moved, not memory safety: the block layer only copies through it.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(guard.as_ptr(), n) };
+            f(bytes, done).map_err(Some)?;
+            if access == Permissions::Write {
+                piece.bitmap().mark_dirty(0, n);
+            }
+            off += n;
+            done += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Serves requests (stateless: one per device, shared by its I/O threads).
 pub struct Executor {
     pub props: BlkProps,
-    bounce: Vec<u8>,
 }
 
 impl Executor {
     pub fn new(props: BlkProps) -> Self {
-        Executor { props, bounce: Vec::new() }
-    }
-
-    fn buffer(&mut self, n: usize) -> &mut [u8] {
-        if self.bounce.len() < n {
-            self.bounce.resize(n, 0);
-        }
-        &mut self.bounce[..n]
+        Executor { props }
     }
 
     /// Serves `req` against `disk` and writes the status byte.
     pub fn execute<M: GuestMemory>(
-        &mut self,
+        &self,
         req: &Request,
         disk: &dyn Disk,
         mem: &M,
@@ -215,11 +245,13 @@ impl Executor {
     }
 
     /// Ok(bytes written to the guest) or Err(status).
-    fn serve<M: GuestMemory>(&mut self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<u32, u8> {
+    fn serve<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<u32, u8> {
         const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
         const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
-        let failed = |what: &str, e: String| {
-            tracing::debug!("virtio-blk: {what} failed: {e}");
+        let failed = |what: &str, e: Option<String>| {
+            if let Some(e) = e {
+                tracing::debug!("virtio-blk: {what} failed: {e}");
+            }
             IOERR
         };
         match req.kind {
@@ -227,15 +259,9 @@ impl Executor {
                 let len = req.data_len();
                 let mut off = range(req.sector, len, disk.size()).ok_or(IOERR)?;
                 for seg in &req.data {
-                    let mut done = 0u64;
-                    while done < u64::from(seg.len) {
-                        let n = (u64::from(seg.len) - done).min(CHUNK as u64) as usize;
-                        let buf = self.buffer(n);
-                        disk.read(buf, off).map_err(|e| failed("read", e))?;
-                        mem.write_slice(buf, GuestAddress(seg.addr + done)).map_err(|_| IOERR)?;
-                        done += n as u64;
-                        off += n as u64;
-                    }
+                    for_each_piece(mem, seg, Permissions::Write, |buf, at| disk.read(buf, off + at))
+                        .map_err(|e| failed("read", e))?;
+                    off += u64::from(seg.len);
                 }
                 Ok(len as u32)
             }
@@ -245,19 +271,13 @@ impl Executor {
                 }
                 let mut off = range(req.sector, req.data_len(), disk.size()).ok_or(IOERR)?;
                 for seg in &req.data {
-                    let mut done = 0u64;
-                    while done < u64::from(seg.len) {
-                        let n = (u64::from(seg.len) - done).min(CHUNK as u64) as usize;
-                        let buf = self.buffer(n);
-                        mem.read_slice(buf, GuestAddress(seg.addr + done)).map_err(|_| IOERR)?;
-                        disk.write(buf, off).map_err(|e| failed("write", e))?;
-                        done += n as u64;
-                        off += n as u64;
-                    }
+                    for_each_piece(mem, seg, Permissions::Read, |buf, at| disk.write(buf, off + at))
+                        .map_err(|e| failed("write", e))?;
+                    off += u64::from(seg.len);
                 }
                 Ok(0)
             }
-            RequestType::Flush => disk.flush().map(|()| 0).map_err(|e| failed("flush", e)),
+            RequestType::Flush => disk.flush().map(|()| 0).map_err(|e| failed("flush", Some(e))),
             RequestType::GetId => {
                 let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
                 let n = self.props.serial.len().min(id.len());
@@ -314,10 +334,10 @@ impl Executor {
                     }
                     if req.kind == RequestType::Discard {
                         if self.props.discard_unmap {
-                            disk.discard(off, bytes).map_err(|e| failed("discard", e))?;
+                            disk.discard(off, bytes).map_err(|e| failed("discard", Some(e)))?;
                         }
                     } else {
-                        disk.write_zeroes(off, bytes).map_err(|e| failed("write zeroes", e))?;
+                        disk.write_zeroes(off, bytes).map_err(|e| failed("write zeroes", Some(e)))?;
                     }
                 }
                 Ok(0)
