@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", required=True)
     ap.add_argument("--kernel", required=True)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--mb", type=int, default=512, help="MiB moved per measurement")
     ap.add_argument("--bs", type=int, default=256, help="request size in KiB")
     ap.add_argument("--depth", type=int, default=8, help="requests in flight")

@@ -145,7 +145,7 @@ fn build_machine(
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
     for d in disks {
         let name = d.id.clone().unwrap_or_else(|| d.backend.name().to_string());
-        let blk = VirtioBlk::new(d.backend, d.config, &format!("virtio-blk {name}"))
+        let blk = VirtioBlk::new(d.backend, d.config, &format!("blk {name}"))
             .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
         machine
             .pci()

@@ -83,7 +83,7 @@ fn backend(image: &Path, format: Format, read_only: bool) -> Arc<BlockBackend> {
 fn boot_with(append: &str, disk: Arc<dyn Disk>, serial: Option<&str>) -> Vm {
     let mut vm = try_boot(&config(&guest("testguest-pvh.elf"), append)).unwrap_or_else(|e| panic!("{e}"));
     let config = BlkConfig { serial: serial.map(str::to_string), ..Default::default() };
-    let blk = VirtioBlk::new(disk, config, "virtio0").unwrap();
+    let blk = VirtioBlk::new(disk, config, "blk virtio0").unwrap();
     vm.machine.pci().add_virtio(Box::new(blk), "vd0", None).unwrap();
     vm.machine.start().unwrap();
     vm

@@ -2,11 +2,11 @@
 //!
 //! The queue thread waits on the queue's notify eventfd (written by KVM's ioeventfd when the
 //! guest kicks), takes every available chain, checks it ([`super::chain::collect`]) and hands it
-//! to the pool; pool threads serve chains with the device's [`ChainHandler`] (blocking disk I/O,
-//! several requests at once) and report back through a completion eventfd; the queue thread
-//! then returns them on the used ring (in completion order, as virtio allows) and raises the
-//! queue's MSI-X vector when the guest wants an interrupt. Only the queue thread touches the
-//! rings.
+//! to the pool. A pool thread serves the chain with the device's [`ChainHandler`] (blocking
+//! disk I/O; several requests at once), then itself returns it on the used ring (in completion
+//! order, as virtio allows) and raises the queue's MSI-X vector if the guest wants an
+//! interrupt: one thread hand-off per request. The `Queue` sits behind a mutex: the queue
+//! thread holds it while taking chains, a pool thread while adding one used element.
 //!
 //! A malformed chain, an available index that jumps past the ring, or a ring write that fails
 //! puts the device in NEEDS_RESET (with a config interrupt) and the queue stops taking requests
@@ -16,7 +16,7 @@
 //! shutdown: requests in flight finish, their completions are dropped).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -106,48 +106,74 @@ pub struct WorkerSetup {
     pub handler: Arc<dyn ChainHandler>,
 }
 
-type Done = (u16, Result<u32, String>);
+/// What the queue thread and the pool threads share.
+struct Shared {
+    name: String,
+    queue: Mutex<Queue>,
+    mem: GuestMemory,
+    vector: Arc<AtomicU16>,
+    interrupt: Arc<VirtioInterrupt>,
+    handler: Arc<dyn ChainHandler>,
+    in_flight: AtomicUsize,
+    /// Written when `in_flight` drops to zero.
+    idle: EventFd,
+    /// Completions go to the used ring (false while stopping: they are dropped).
+    deliver: AtomicBool,
+    /// NEEDS_RESET was raised: take nothing more.
+    broken: AtomicBool,
+}
 
-/// The I/O threads of one queue: chains in, completions out.
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail(&self, e: &str) {
+        if !self.broken.swap(true, Ordering::SeqCst) {
+            self.interrupt.needs_reset(&format!("{}: {e}", self.name));
+        }
+    }
+
+    /// A pool thread finished `head`: used ring, interrupt, in-flight count.
+    fn finish(&self, head: u16, result: Result<u32, String>) {
+        if self.deliver.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst) {
+            let notify = result.and_then(|used| {
+                let mut q = self.queue();
+                q.add_used(&self.mem, head, used).map_err(|e| format!("used ring: {e}"))?;
+                q.needs_notification(&self.mem).map_err(|e| format!("used ring: {e}"))
+            });
+            match notify {
+                Ok(true) => self.interrupt.signal_used(self.vector.load(Ordering::SeqCst)),
+                Ok(false) => {}
+                Err(e) => self.fail(&e),
+            }
+        }
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _ = self.idle.write(1);
+        }
+    }
+}
+
+/// The I/O threads of one queue.
 struct Pool {
     jobs: Option<Sender<Chain>>,
-    done: Arc<Mutex<Vec<Done>>>,
-    done_evt: Arc<EventFd>,
     threads: Vec<JoinHandle<()>>,
-    in_flight: usize,
 }
 
 impl Pool {
-    fn start(s: &WorkerSetup) -> Result<Self, String> {
+    fn start(shared: &Arc<Shared>) -> Result<Self, String> {
         let (tx, rx) = channel::<Chain>();
         let rx = Arc::new(Mutex::new(rx));
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let done_evt = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?);
         let mut threads = Vec::new();
         for i in 0..IO_THREADS {
-            let (rx, done, evt) = (Arc::clone(&rx), Arc::clone(&done), Arc::clone(&done_evt));
-            let (handler, mem) = (Arc::clone(&s.handler), s.mem.clone());
+            let (rx, shared) = (Arc::clone(&rx), Arc::clone(shared));
             let t = std::thread::Builder::new()
-                .name(format!("{} io{i}", s.name))
-                .spawn(move || io_thread(&rx, handler.as_ref(), &mem, &done, &evt))
+                .name(format!("{} io{i}", shared.name))
+                .spawn(move || io_thread(&rx, &shared))
                 .map_err(|e| format!("cannot start an I/O thread: {e}"))?;
             threads.push(t);
         }
-        Ok(Pool { jobs: Some(tx), done, done_evt, threads, in_flight: 0 })
-    }
-
-    fn submit(&mut self, chain: Chain) -> Result<(), String> {
-        let tx = self.jobs.as_ref().ok_or("the I/O threads are gone")?;
-        tx.send(chain).map_err(|_| "the I/O threads are gone".to_string())?;
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    fn take_done(&mut self) -> Vec<Done> {
-        let _ = self.done_evt.read();
-        let done = std::mem::take(&mut *self.done.lock().unwrap_or_else(|p| p.into_inner()));
-        self.in_flight = self.in_flight.saturating_sub(done.len());
-        done
+        Ok(Pool { jobs: Some(tx), threads })
     }
 }
 
@@ -162,19 +188,12 @@ impl Drop for Pool {
     }
 }
 
-fn io_thread(
-    rx: &Mutex<Receiver<Chain>>,
-    handler: &dyn ChainHandler,
-    mem: &GuestMemory,
-    done: &Mutex<Vec<Done>>,
-    evt: &EventFd,
-) {
+fn io_thread(rx: &Mutex<Receiver<Chain>>, shared: &Shared) {
     loop {
         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok(chain) = job else { return };
-        let result = handler.handle(&chain, mem);
-        done.lock().unwrap_or_else(|p| p.into_inner()).push((chain.head, result));
-        let _ = evt.write(1);
+        let result = shared.handler.handle(&chain, &shared.mem);
+        shared.finish(chain.head, result);
     }
 }
 
@@ -192,12 +211,25 @@ impl QueueWorker {
             cv: Condvar::new(),
             wake,
         });
-        let pool = Pool::start(&setup)?;
+        let shared = Arc::new(Shared {
+            name: setup.name.clone(),
+            queue: Mutex::new(setup.queue),
+            mem: setup.mem,
+            vector: setup.vector,
+            interrupt: setup.interrupt,
+            handler: setup.handler,
+            in_flight: AtomicUsize::new(0),
+            idle: EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?,
+            deliver: AtomicBool::new(true),
+            broken: AtomicBool::new(false),
+        });
+        let pool = Pool::start(&shared)?;
         let c = Arc::clone(&control);
+        let notify = setup.notify;
         let thread = std::thread::Builder::new()
-            .name(setup.name.clone())
+            .name(setup.name)
             .spawn(move || {
-                Worker { s: setup, pool, broken: false }.run(&c);
+                Worker { shared, pool, notify }.run(&c);
                 let mut s = c.lock();
                 s.exited = true;
                 c.cv.notify_all();
@@ -237,9 +269,9 @@ impl Drop for QueueWorker {
 }
 
 struct Worker {
-    s: WorkerSetup,
+    shared: Arc<Shared>,
     pool: Pool,
-    broken: bool,
+    notify: Arc<EventFd>,
 }
 
 impl Worker {
@@ -252,77 +284,64 @@ impl Worker {
                     return;
                 }
             }
-            if self.broken {
-                self.pool.take_done(); // dropped: the driver must reset the device
-            } else if let Err(e) = self.complete().and_then(|()| self.take_available(ctl)) {
-                self.fail(&e);
+            if !self.shared.broken.load(Ordering::SeqCst)
+                && let Err(e) = self.take_available(ctl)
+            {
+                self.shared.fail(&e);
             }
-            self.wait(&ctl.wake);
+            wait_readable(&[self.notify.as_raw_fd(), ctl.wake.as_raw_fd()]);
+            // Non-blocking: reading an unsignalled one just fails with EAGAIN.
+            let _ = self.notify.read();
+            let _ = ctl.wake.read();
         }
     }
 
-    fn fail(&mut self, e: &str) {
-        self.s.interrupt.needs_reset(&format!("{}: {e}", self.s.name));
-        self.broken = true;
+    /// Waits until no request is in flight; their completions reach the guest if `deliver`.
+    fn finish_in_flight(&self, deliver: bool) {
+        self.shared.deliver.store(deliver, Ordering::SeqCst);
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 {
+            wait_readable(&[self.shared.idle.as_raw_fd()]);
+            let _ = self.shared.idle.read();
+        }
+        self.shared.deliver.store(true, Ordering::SeqCst);
     }
 
-    /// Waits for every request in flight; returns them to the guest if `deliver`.
-    fn finish_in_flight(&mut self, deliver: bool) {
-        while self.pool.in_flight > 0 {
-            wait_readable(&[self.pool.done_evt.as_raw_fd()]);
-            if deliver && !self.broken {
-                if let Err(e) = self.complete() {
-                    self.fail(&e);
-                }
-            } else {
-                self.pool.take_done();
-            }
-        }
-    }
-
-    /// Sleeps until a kick, a completion or a control change.
-    fn wait(&self, wake: &EventFd) {
-        wait_readable(&[self.s.notify.as_raw_fd(), self.pool.done_evt.as_raw_fd(), wake.as_raw_fd()]);
-        // Non-blocking: reading an unsignalled one just fails with EAGAIN. The completion
-        // eventfd is read where completions are taken.
-        let _ = self.s.notify.read();
-        let _ = wake.read();
-    }
-
-    /// Returns finished requests on the used ring; one interrupt for the batch if wanted.
-    fn complete(&mut self) -> Result<(), String> {
-        let done = self.pool.take_done();
-        if done.is_empty() {
-            return Ok(());
-        }
-        let mem = &self.s.mem;
-        for (head, result) in done {
-            let used = result?;
-            self.s.queue.add_used(mem, head, used).map_err(|e| format!("used ring: {e}"))?;
-        }
-        if self.s.queue.needs_notification(mem).map_err(|e| format!("used ring: {e}"))? {
-            self.s.interrupt.signal_used(self.s.vector.load(Ordering::SeqCst));
-        }
-        Ok(())
-    }
-
-    /// Hands every available chain to the pool, with guest notifications off while doing so.
+    /// Hands every available chain to the pool, with guest notifications off while taking them.
     fn take_available(&mut self, ctl: &Control) -> Result<(), String> {
-        let mem = &self.s.mem;
-        loop {
-            self.s.queue.disable_notification(mem).map_err(|e| format!("used ring: {e}"))?;
+        let mem = &self.shared.mem;
+        let mut chains = Vec::new();
+        let result = (|| {
+            let mut q = self.shared.queue();
             loop {
-                if ctl.want() != Want::Run {
+                q.disable_notification(mem).map_err(|e| format!("used ring: {e}"))?;
+                loop {
+                    if ctl.want() != Want::Run {
+                        return Ok(());
+                    }
+                    let next = q.iter(mem).map_err(|e| format!("available ring: {e}"))?.next();
+                    let Some(chain) = next else { break };
+                    chains.push(collect(chain).map_err(|e| e.to_string())?);
+                }
+                if !q.enable_notification(mem).map_err(|e| format!("used ring: {e}"))? {
                     return Ok(());
                 }
-                let next = self.s.queue.iter(mem).map_err(|e| format!("available ring: {e}"))?.next();
-                let Some(chain) = next else { break };
-                self.pool.submit(collect(chain).map_err(|e| e.to_string())?)?;
             }
-            if !self.s.queue.enable_notification(mem).map_err(|e| format!("used ring: {e}"))? {
-                return Ok(());
-            }
+        })();
+        // Chains taken before an error are still served (their requests are well-formed).
+        for chain in chains {
+            self.submit(chain)?;
         }
+        result
+    }
+
+    fn submit(&mut self, chain: Chain) -> Result<(), String> {
+        let tx = self.pool.jobs.as_ref().ok_or("the I/O threads are gone")?;
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        if tx.send(chain).is_err() {
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err("the I/O threads are gone".into());
+        }
+        Ok(())
     }
 }
 

@@ -93,6 +93,8 @@ pub struct VirtioBlk {
 }
 
 impl VirtioBlk {
+    /// `name` prefixes the device's thread names (`blk vd0` gives `blk vd0 q0`, `blk vd0 q0 io1`;
+    /// Linux keeps 15 bytes of a thread name).
     pub fn new(disk: Arc<dyn Disk>, config: BlkConfig, name: &str) -> Result<Self, String> {
         if config.num_queues == 0 || usize::from(config.num_queues) > super::pci::MAX_QUEUES {
             return Err(format!("num-queues must be 1 to {}", super::pci::MAX_QUEUES));
