@@ -224,3 +224,39 @@ fn command_line_errors_are_qemus() {
         assert!(err.contains(want), "{args:?}: expected {want:?} in:\n{err}");
     }
 }
+
+/// QEMU's own schema types (the `qapi` crate, QEMU 9.1) parse our `query-pci` reply.
+#[tokio::test]
+async fn typed_client_parses_query_pci() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.raw");
+    tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
+    let kernel = guest();
+    let drive = format!("file={},format=raw,if=virtio", img.display());
+    let mut vmm = Server::vmm(&[
+        "-S",
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-display",
+        "none",
+        "-qmp",
+        "unix:{dir}/qmp.sock,server=on,wait=off",
+        "-drive",
+        &drive,
+    ]);
+    drop(vmm.connect_unix("qmp.sock"));
+    let negotiation = qapi::futures::QmpStreamTokio::open_uds(vmm.path("qmp.sock")).await.expect("connect");
+    let stream = negotiation.negotiate().await.expect("negotiate");
+    let (service, mut events) = stream.into_parts();
+    // The event half drives the socket reads: keep it polled.
+    tokio::spawn(async move { while let Some(Ok(_)) = futures::StreamExt::next(&mut events).await {} });
+    let buses = service.execute(qapi::qmp::query_pci {}).await.expect("query-pci");
+    assert_eq!(buses.len(), 1);
+    let devices = &buses[0].devices;
+    assert_eq!(devices.len(), 2);
+    let blk = &devices[1];
+    assert_eq!((blk.id.vendor, blk.id.device, blk.class_info.class), (0x1af4, 0x1042, 0x0100));
+    assert_eq!(blk.qdev_id, "");
+    assert_eq!(blk.regions.len(), 2);
+}
