@@ -89,8 +89,10 @@ static void parse_fadt(const u8 *f, struct acpi_info *ai)
     ai->pm1a_evt = *(const u32 *)(f + 56);
     ai->pm1a_cnt = *(const u32 *)(f + 64);
     ai->pm1_evt_len = f[88];
+    ai->pm_tmr = *(const u32 *)(f + 76);
     u32 flags = len >= 116 ? *(const u32 *)(f + 112) : 0;
     ai->hw_reduced = (flags >> 20) & 1;
+    ai->pm_tmr_32bit = (flags >> 8) & 1;
     if (len >= 129 && (flags & (1u << 10))) {
         ai->reset_supported = 1;
         ai->reset_space = f[116];
@@ -191,6 +193,10 @@ void acpi_scan(u64 rsdp_hint, struct acpi_info *ai)
         if (!check_table(t)) ai->tables_ok = 0;
         if (!memcmp(t, "FACP", 4)) fadt = t;
         if (!memcmp(t, "APIC", 4)) madt = t;
+        if (!memcmp(t, "MCFG", 4) && *(const u32 *)(t + 4) >= 60) {
+            ai->ecam_base = *(const u64 *)(t + 44);
+            ai->ecam_end_bus = t[55];
+        }
     }
     if (fadt) parse_fadt(fadt, ai);
     if (madt) parse_madt(madt, ai);

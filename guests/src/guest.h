@@ -78,6 +78,10 @@ struct acpi_info {
     u8 s5_typ_a, s5_typ_b;
     u64 lapic_addr;
     u64 ioapic_addr;
+    u32 pm_tmr;         /* ACPI PM timer port (3.579545 MHz), 0: none */
+    int pm_tmr_32bit;   /* TMR_VAL_EXT: 32-bit counter, else 24-bit */
+    u64 ecam_base;      /* MCFG, segment 0 (0: none) */
+    u8 ecam_end_bus;
 };
 void acpi_scan(u64 rsdp_hint, struct acpi_info *ai);
 
@@ -93,10 +97,78 @@ void exception_report(u64 vector, u64 error, u64 rip);
 
 /* ---- interrupts.c ---- */
 void idt_install(void);
+void idt_set_gate(int vec, void *handler);
 void lapic_enable(u64 lapic);
 void lapic_eoi(u64 lapic);
 void ioapic_route(u64 ioapic, u32 gsi, u8 vector, int level, int active_low, u8 dest);
 void pic_mask_all(void);
+
+/* ---- irq.c: MSI vectors 0x40-0x47 and a LAPIC timer tick (vector 0x50) ---- */
+#define MSI_VECTOR_BASE 0x40
+#define MSI_VECTORS 8
+extern volatile u32 msi_count[MSI_VECTORS];
+extern volatile u64 timer_ticks;
+void irq_setup(const struct acpi_info *ai);  /* IDT, LAPIC, 10 ms timer, interrupts on */
+u32 cpu_apic_id(void);
+void wait_tick(void);                        /* sleep until the next interrupt */
+
+/* ---- pci.c: bus 0 through ECAM (from MCFG) or conf1 ---- */
+void pci_init(const struct acpi_info *ai);
+u32 pci_read(u8 dev, u16 reg, int size);
+void pci_write(u8 dev, u16 reg, int size, u32 v);
+u32 pci_read_conf1(u8 dev, u16 reg, int size);
+void pci_write_conf1(u8 dev, u16 reg, int size, u32 v);
+int pci_find(u16 vendor, u16 device_lo, u16 device_hi, int nth);  /* slot or -1 */
+u64 pci_bar(u8 dev, int bar);
+u8 pci_find_cap(u8 dev, u8 id, u8 after);
+void pci_report(void);
+
+/* ---- virtio.c: modern virtio-pci driver, one queue ---- */
+struct vring_desc { u64 addr; u32 len; u16 flags, next; };
+struct vring_used_elem { u32 id, len; };
+#define VQ_MAX 256
+struct vq {
+    u16 size, index, last_used, avail_idx;
+    struct vring_desc *desc;
+    volatile u16 *avail;          /* flags, idx, ring[size] */
+    volatile u16 *used_hdr;       /* flags, idx */
+    volatile struct vring_used_elem *used;
+    u64 notify_addr;
+};
+struct vdev {
+    u8 dev;
+    u64 common, isr, devcfg, notify;
+    u32 notify_mult;
+    u8 msix_cap;
+    u64 msix_table;
+    u16 msix_size;
+    u64 features;
+    struct vq q;
+};
+#define VIRTIO_F_VERSION_1 (1ul << 32)
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+/* Find the caps, reset, negotiate `wanted` (VERSION_1 added), MSI-X (config vector 0, queue
+ * vector 1), queue 0 of `qsize` entries (0: the device's maximum); returns 0 or a negative step. */
+int virtio_init(struct vdev *v, u8 dev, u64 wanted, u16 qsize);
+void virtio_reset(struct vdev *v);
+u8 virtio_status(struct vdev *v);
+void virtio_set_status(struct vdev *v, u8 s);
+void vq_publish(struct vq *q, u16 head);   /* make `head` available and notify */
+int vq_used(struct vq *q, u16 *id, u32 *len); /* 1 if a used element was taken */
+u8 vcfg8(struct vdev *v, u32 off);
+u32 vcfg32(struct vdev *v, u32 off);
+u64 vcfg64(struct vdev *v, u32 off);
+extern u8 dma_area[];                        /* rings (bss) */
+extern u64 virtio_desc_override;             /* tests: a descriptor table address to refuse */
+
+/* ---- blk.c / blkbad.c / blkbench.c: virtio-blk actions ---- */
+void blk_ops(const struct acpi_info *ai, const char *cmdline);
+void blk_bad(const struct acpi_info *ai, const char *cmdline);
+void blk_bench(const struct acpi_info *ai, const char *cmdline);
+extern int blk_disk_index;                   /* `disk=N`: the Nth virtio-blk function */
+int blk_open(struct vdev *v, const struct acpi_info *ai, u16 qsize, int verbose);
+/* One request through descriptors 0..2 of slot `slot`: returns the status byte, or -1 on timeout. */
+int blk_rw(struct vdev *v, u32 type, u64 sector, void *buf, u32 len, int slot);
 
 /* ---- smp.c ---- */
 u32 smp_start_aps(const struct acpi_info *ai);

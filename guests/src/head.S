@@ -187,6 +187,34 @@ sci_stub:
     pop %rax
     iretq
 
+/* Vectors 0x40-0x47 (MSI-X) and 0x50 (LAPIC timer): irq_dispatch(vector), then iretq. */
+.macro IRQ vec
+    .globl irq\vec
+irq\vec:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    mov $\vec, %edi
+    call irq_dispatch
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+.endm
+IRQ 0x40; IRQ 0x41; IRQ 0x42; IRQ 0x43; IRQ 0x44; IRQ 0x45; IRQ 0x46; IRQ 0x47; IRQ 0x50
+
     .data
     .p2align 3
 gdt:

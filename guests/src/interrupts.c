@@ -15,7 +15,7 @@ extern char exc0[], exc1[], exc2[], exc3[], exc4[], exc5[], exc6[], exc7[], exc8
     exc20[], exc21[], exc22[], exc23[], exc24[], exc25[], exc26[], exc27[], exc28[], exc29[],
     exc30[], exc31[], sci_stub[];
 
-static void set_gate(int vec, void *handler)
+void idt_set_gate(int vec, void *handler)
 {
     u64 a = (u64)handler;
     idt[vec].off_lo = (u16)a;
@@ -32,8 +32,8 @@ void idt_install(void)
     void *exc[32] = {exc0, exc1, exc2, exc3, exc4, exc5, exc6, exc7, exc8, exc9, exc10,
         exc11, exc12, exc13, exc14, exc15, exc16, exc17, exc18, exc19, exc20, exc21, exc22,
         exc23, exc24, exc25, exc26, exc27, exc28, exc29, exc30, exc31};
-    for (int i = 0; i < 32; i++) set_gate(i, exc[i]);
-    set_gate(0x30, sci_stub);
+    for (int i = 0; i < 32; i++) idt_set_gate(i, exc[i]);
+    idt_set_gate(0x30, sci_stub);
     struct { u16 limit; u64 base; } __attribute__((packed)) ptr = { sizeof(idt) - 1, (u64)idt };
     __asm__ volatile("lidt %0" ::"m"(ptr));
 }

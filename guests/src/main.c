@@ -11,6 +11,10 @@
  *   badio                unknown ports and MMIO, bad UART/PM writes, then power off
  *   tick                 print "tick N" forever
  *   halt                 halt forever
+ *   pci                  list bus 0 (ECAM if MCFG has it, else conf1): IDs, BARs, capabilities
+ *   blk ops=...          virtio-blk requests one by one (see blk.c)
+ *   blkbad               a hostile virtio-blk driver, then bad PCI accesses (see blkbad.c)
+ *   blkbench rw= bs= depth= mb=   sequential virtio-blk throughput (see blkbench.c)
  * `quiet` suppresses the report.
  */
 #include "guest.h"
@@ -123,6 +127,15 @@ void guest_main(int kind, u64 info)
             puts("\n");
             delay(20000);
         }
+    } else if (!memcmp(action, "pci", 4)) {
+        pci_init(&ai);
+        pci_report();
+    } else if (!memcmp(action, "blk", 4)) {
+        blk_ops(&ai, bi.cmdline);
+    } else if (!memcmp(action, "blkbad", 7)) {
+        blk_bad(&ai, bi.cmdline);
+    } else if (!memcmp(action, "blkbench", 9)) {
+        blk_bench(&ai, bi.cmdline);
     } else if (!memcmp(action, "halt", 5)) {
         halt_forever();
     } else if (memcmp(action, "poweroff", 9)) {

@@ -37,6 +37,8 @@ pub enum ControlRequest {
     /// Block devices, nodes and jobs (handled off the control loop's thread by the VMM's block
     /// service; see [`crate::block::request`]).
     Block(Box<crate::block::BlockRequest>),
+    /// `query-pci`.
+    QueryPci(Reply<Vec<crate::commands::pci::PciInfo>>),
 }
 
 /// Why a request failed, in terms the monitor maps to QMP error classes.

@@ -210,6 +210,15 @@ async fn cpus_and_registers() {
     assert_eq!(run_line(&none, "cpu 0", None).await, "invalid CPU index\r\n");
 }
 
+/// `info pci` over the functions QEMU 7.2 reported in shared/ref/qemu-7.2/qemu72-t2.txt gives
+/// QEMU's text byte for byte.
+#[tokio::test]
+async fn info_pci_is_qemus_text() {
+    let m = common::monitor();
+    let expected = "  Bus  0, device   0, function 0:\r\n    Host bridge: PCI device 8086:1237\r\n      PCI subsystem 1af4:1100\r\n      id \"\"\r\n  Bus  0, device   1, function 0:\r\n    ISA bridge: PCI device 8086:7000\r\n      PCI subsystem 1af4:1100\r\n      id \"\"\r\n  Bus  0, device   1, function 1:\r\n    IDE controller: PCI device 8086:7010\r\n      PCI subsystem 1af4:1100\r\n      BAR4: I/O at 0xc0a0 [0xc0af].\r\n      id \"\"\r\n  Bus  0, device   1, function 3:\r\n    Bridge: PCI device 8086:7113\r\n      PCI subsystem 1af4:1100\r\n      IRQ 9, pin A\r\n      id \"\"\r\n  Bus  0, device   2, function 0:\r\n    SCSI controller: PCI device 1af4:1001\r\n      PCI subsystem 1af4:0002\r\n      IRQ 10, pin A\r\n      BAR0: I/O at 0xc000 [0xc07f].\r\n      BAR1: 32 bit memory at 0xfebc0000 [0xfebc0fff].\r\n      BAR4: 64 bit prefetchable memory at 0xfebf8000 [0xfebfbfff].\r\n      id \"vd0\"\r\n  Bus  0, device   3, function 0:\r\n    Ethernet controller: PCI device 1af4:1000\r\n      PCI subsystem 1af4:0001\r\n      IRQ 11, pin A\r\n      BAR0: I/O at 0xc080 [0xc09f].\r\n      BAR1: 32 bit memory at 0xfebc1000 [0xfebc1fff].\r\n      BAR4: 64 bit prefetchable memory at 0xfebfc000 [0xfebfffff].\r\n      BAR6: 32 bit memory at 0xffffffffffffffff [0x0003fffe].\r\n      id \"nic0\"\r\n";
+    assert_eq!(run_line(&m, "info pci", None).await, expected);
+}
+
 #[tokio::test]
 async fn human_monitor_command_through_qmp_registry() {
     let m = common::monitor_with(1, MonitorConfig::default());

@@ -10,6 +10,7 @@
 //!
 //! `-machine none` has no machine: the same rules apply with nothing to drive.
 
+use monitor::commands::pci::{PciDeviceClass, PciDeviceId, PciDeviceInfo, PciInfo, PciMemoryRegion};
 use monitor::control::{
     ControlError, ControlRequest, CpuInfoFast, CpuInstanceProperties, RunState, ShutdownCause,
 };
@@ -175,6 +176,9 @@ impl ControlLoop {
             ControlRequest::QueryCpusFast(reply) => {
                 let _ = reply.send(Ok(self.cpus()));
             }
+            ControlRequest::QueryPci(reply) => {
+                let _ = reply.send(Ok(self.pci()));
+            }
             ControlRequest::InfoRegisters { cpu, reply } => {
                 let r = match self.machine.as_ref() {
                     Some(m) => m.registers(cpu).map_err(failed),
@@ -284,6 +288,10 @@ impl ControlLoop {
         }
     }
 
+    fn pci(&self) -> Vec<PciInfo> {
+        pci_info(self.machine.as_ref().map(|m| m.pci_info()).unwrap_or_default())
+    }
+
     fn cpus(&self) -> Vec<CpuInfoFast> {
         let Some(m) = self.machine.as_ref() else { return Vec::new() };
         m.cpus()
@@ -301,6 +309,44 @@ impl ControlLoop {
             })
             .collect()
     }
+}
+
+/// `query-pci` from the machine's PCI functions (none without a machine, as QEMU's `-M none`).
+fn pci_info(devices: Vec<crate::machine::pci::PciDeviceInfo>) -> Vec<PciInfo> {
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    let devices = devices
+        .into_iter()
+        .map(|d| PciDeviceInfo {
+            bus: d.bus.into(),
+            slot: d.slot.into(),
+            function: d.function.into(),
+            class_info: PciDeviceClass { desc: d.class_desc.map(str::to_string), class: d.class.into() },
+            id: PciDeviceId {
+                device: d.device.into(),
+                vendor: d.vendor.into(),
+                subsystem: Some(d.subsystem.into()),
+                subsystem_vendor: Some(d.subsystem_vendor.into()),
+            },
+            irq: (d.irq_pin != 0).then_some(d.irq.into()),
+            irq_pin: d.irq_pin.into(),
+            qdev_id: d.qdev_id,
+            regions: d
+                .regions
+                .into_iter()
+                .map(|r| PciMemoryRegion {
+                    bar: r.bar.into(),
+                    kind: r.kind.to_string(),
+                    address: r.address as i64,
+                    size: r.size as i64,
+                    prefetch: (r.kind == "memory").then_some(r.prefetch),
+                    mem_type_64: (r.kind == "memory").then_some(r.mem_type_64),
+                })
+                .collect(),
+        })
+        .collect();
+    vec![PciInfo { bus: 0, devices }]
 }
 
 fn failed(e: MachineError) -> ControlError {

@@ -14,10 +14,12 @@ use monitor::events::{EventBus, SystemClock};
 use monitor::{KvmInfo, Monitor, MonitorConfig};
 use tokio::sync::{mpsc, watch};
 
-use crate::blockdev::{BlockGraph, DriveNamer, Interface};
+use crate::blockdev::{BlockBackend, BlockGraph, DriveNamer, Interface};
+use crate::cli::device::{self, DeviceSpec};
 use crate::cli::{Config, DriveArg, MonitorArg};
 use crate::control::{ControlLoop, HostRequest, Policy};
 use crate::daemon::{Daemon, PidFile};
+use crate::machine::virtio::blk::{BlkConfig, VirtioBlk};
 use crate::machine::{GuestEvent, Machine, SerialBackend, kvm};
 use crate::serial;
 
@@ -73,7 +75,8 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     };
     let monitor = Monitor::new(monitor_config, events.clone(), ControlHandle::new(req_tx, state_rx));
     let blockdev = Arc::new(BlockGraph::new());
-    open_drives(&config, &blockdev)?;
+    let drive_disks = open_drives(&config, &blockdev)?;
+    let disks = plan_disks(&config, &blockdev, drive_disks)?;
     let mut monitors = crate::monitors::start(&monitor, &config).await.map_err(LaunchError::Config)?;
     let mut links =
         serial::SerialLinks { console: monitors.take_mux(crate::monitors::SERIAL0), sockets: Vec::new() };
@@ -88,7 +91,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     let machine = if config.is_machine_none() {
         None
     } else {
-        Some(build_machine(&config, guest_tx, links, signal_tx.clone())?)
+        Some(build_machine(&config, guest_tx, links, signal_tx.clone(), disks)?)
     };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
     let control = ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?;
@@ -134,6 +137,7 @@ fn build_machine(
     guest_tx: mpsc::UnboundedSender<GuestEvent>,
     links: serial::SerialLinks,
     host_tx: mpsc::UnboundedSender<HostRequest>,
+    disks: Vec<BlkDevice>,
 ) -> Result<Box<dyn Machine>, LaunchError> {
     let probe = kvm::probe()?;
     if let Some(note) = probe.slow_note() {
@@ -147,6 +151,15 @@ fn build_machine(
     let outputs = serial::outputs(&mc.serial, &links).map_err(LaunchError::Config)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
+    for d in disks {
+        let name = d.id.clone().unwrap_or_else(|| d.backend.name().to_string());
+        let blk = VirtioBlk::new(d.backend, d.config, &format!("blk {name}"))
+            .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
+        machine
+            .pci()
+            .add_virtio(Box::new(blk), d.id.as_deref().unwrap_or(""), d.slot)
+            .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
+    }
     serial::connect_input(&machine, &mc.serial, links, move || {
         let _ = host_tx.send(HostRequest::UiQuit);
     });
@@ -163,8 +176,113 @@ fn build_machine(
     Ok(Box::new(machine))
 }
 
+/// A virtio-blk device to plug in once the machine exists.
+struct BlkDevice {
+    /// The option that asked for it (for error messages).
+    option: String,
+    backend: Arc<BlockBackend>,
+    id: Option<String>,
+    config: BlkConfig,
+    slot: Option<u8>,
+}
+
+/// An opened drive; `if=virtio` and `-hda` ones get a virtio-blk device of their own.
+struct DriveDisk {
+    option: String,
+    backend: Arc<BlockBackend>,
+    serial: Option<String>,
+    discard_unmap: bool,
+    interface: Interface,
+}
+
+/// The virtio-blk devices to create: every `-device virtio-blk-pci` (in order), then one per
+/// `if=virtio` / `-hda` drive, as QEMU orders them. Each takes its drive (`attach`) under its
+/// QOM path. With `-machine none` there is no PCI bus: `-hda` drives are only opened.
+fn plan_disks(
+    config: &Config,
+    graph: &BlockGraph,
+    drives: Vec<DriveDisk>,
+) -> Result<Vec<BlkDevice>, LaunchError> {
+    let no_bus = || "No 'PCI' bus found for device 'virtio-blk-pci'".to_string();
+    let mut out = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut anon = 0usize;
+    let mut qom = |id: &Option<String>| match id {
+        Some(id) => format!("/machine/peripheral/{id}/virtio-backend"),
+        None => {
+            anon += 1;
+            format!("/machine/peripheral-anon/device[{}]/virtio-backend", anon - 1)
+        }
+    };
+    for opts in &config.devices {
+        let option = format!("-device {opts}");
+        let cfg_err = |e: String| LaunchError::Config(format!("{option}: {e}"));
+        let DeviceSpec::VirtioBlk(spec) = device::parse(opts).map_err(cfg_err)?;
+        if config.is_machine_none() {
+            return Err(cfg_err(no_bus()));
+        }
+        if let Some(id) = &spec.id {
+            if ids.contains(id) {
+                return Err(cfg_err(format!("Duplicate ID '{id}' for device")));
+            }
+            ids.push(id.clone());
+        }
+        let (backend, discard_unmap) = match graph.backend(&spec.drive) {
+            Some(b) => {
+                let unmap = drives.iter().any(|d| Arc::ptr_eq(&d.backend, &b) && d.discard_unmap);
+                (b, unmap)
+            }
+            None => match graph.node(&spec.drive) {
+                Some(node) => {
+                    let ro = node.read_only();
+                    let b = Arc::new(BlockBackend::new("", node, ro, false, false));
+                    graph.add_backend(b.clone()).map_err(cfg_err)?;
+                    (b, false)
+                }
+                None => {
+                    return Err(cfg_err(format!(
+                        "Property 'virtio-blk-device.drive' can't find value '{}'",
+                        spec.drive
+                    )));
+                }
+            },
+        };
+        backend.attach(&qom(&spec.id)).map_err(cfg_err)?;
+        out.push(BlkDevice {
+            option,
+            backend,
+            id: spec.id,
+            config: BlkConfig {
+                serial: spec.serial,
+                num_queues: spec.num_queues,
+                queue_size: spec.queue_size,
+                discard_unmap,
+            },
+            slot: spec.slot,
+        });
+    }
+    for d in drives.into_iter().filter(|d| d.interface != Interface::None) {
+        if config.is_machine_none() {
+            if d.interface == Interface::Virtio {
+                return Err(LaunchError::Config(format!("{}: {}", d.option, no_bus())));
+            }
+            continue;
+        }
+        d.backend.attach(&qom(&None)).map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
+        out.push(BlkDevice {
+            option: d.option,
+            backend: d.backend,
+            id: None,
+            config: BlkConfig { serial: d.serial, discard_unmap: d.discard_unmap, ..Default::default() },
+            slot: None,
+        });
+    }
+    Ok(out)
+}
+
 /// Opens the images of `-drive` and `-hda`..`-hdd` into the block graph.
-fn open_drives(config: &Config, graph: &BlockGraph) -> Result<(), LaunchError> {
+fn open_drives(config: &Config, graph: &BlockGraph) -> Result<Vec<DriveDisk>, LaunchError> {
+    let mut disks = Vec::new();
     let mut namer = DriveNamer::default();
     for d in &config.drives {
         let (option, spec) = match d {
@@ -180,14 +298,16 @@ fn open_drives(config: &Config, graph: &BlockGraph) -> Result<(), LaunchError> {
             }
         };
         let spec = spec.map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
-        if spec.interface != Interface::None {
-            return Err(LaunchError::Config(format!(
-                "{option}: virtio-blk devices are not supported yet (use if=none to open the image for the monitor)"
-            )));
-        }
-        graph.open_drive(&spec).map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
+        let backend = graph.open_drive(&spec).map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
+        disks.push(DriveDisk {
+            option,
+            backend,
+            serial: spec.serial.clone(),
+            discard_unmap: spec.discard_unmap,
+            interface: spec.interface,
+        });
     }
-    Ok(())
+    Ok(disks)
 }
 
 /// Checks what can be checked before anything is opened.
@@ -215,10 +335,8 @@ fn validate(config: &Config) -> Result<(), LaunchError> {
             return Err(LaunchError::Config("cannot use stdio with -daemonize".into()));
         }
     }
-    if !config.devices.is_empty() || !config.netdevs.is_empty() {
-        return Err(LaunchError::Config(
-            "devices and network back ends (-device, -netdev) are not supported yet".into(),
-        ));
+    if !config.netdevs.is_empty() {
+        return Err(LaunchError::Config("network back ends (-netdev) are not supported yet".into()));
     }
     Ok(())
 }

@@ -74,10 +74,22 @@ fn iasl_disassembles_every_table_as_intended() {
                 assert!(dsl.contains("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )\n                {\n                    0x00000004,"), "{dsl}");
                 assert!(dsl.contains("Device (PWRB)"), "{dsl}");
                 assert!(dsl.contains("EisaId (\"PNP0C0C\")"), "{dsl}");
+                // The PCI host bridge (virtio issue) and the ECAM reservation.
+                assert!(dsl.contains("Device (PCI0)"), "{dsl}");
+                assert!(dsl.contains("EisaId (\"PNP0A03\")"), "{dsl}");
+                assert!(dsl.contains("WordBusNumber"), "{dsl}");
+                assert!(dsl.contains("0xC0000000,         // Range Minimum"), "{dsl}");
+                assert!(dsl.contains("0xDFFFFFFF,         // Range Maximum"), "{dsl}");
+                assert!(dsl.contains("EisaId (\"PNP0C02\")"), "{dsl}");
+                assert!(dsl.contains("Memory32Fixed (ReadOnly,\n                    0xE0000000,"), "{dsl}");
+            }
+            "MCFG" => {
+                assert!(dsl.contains("Base Address : 00000000E0000000"), "{dsl}");
+                assert!(dsl.contains("End Bus Number : 00"), "{dsl}");
             }
             _ => {}
         }
     }
     seen.sort();
-    assert_eq!(seen, ["APIC", "DSDT", "FACP", "FACS", "RSDP", "XSDT"]);
+    assert_eq!(seen, ["APIC", "DSDT", "FACP", "FACS", "MCFG", "RSDP", "XSDT"]);
 }

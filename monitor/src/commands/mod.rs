@@ -7,6 +7,7 @@ mod chardev;
 mod jobs;
 mod machine;
 mod migration;
+pub mod pci;
 mod protocol;
 mod run_state;
 mod yank;
@@ -25,4 +26,5 @@ pub fn register_all(reg: &mut Registry) {
     chardev::register(reg);
     block::register(reg);
     jobs::register(reg);
+    pci::register(reg);
 }

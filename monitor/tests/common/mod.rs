@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use monitor::commands::pci::{PciDeviceClass, PciDeviceId, PciDeviceInfo, PciInfo, PciMemoryRegion};
 use monitor::control::{ControlError, ControlHandle, ControlRequest, CpuInfoFast, RunState, ShutdownCause};
 use monitor::events::catalog::{Powerdown, Reset, Resume, Shutdown, Stop};
 use monitor::events::{EventBus, SystemClock};
@@ -84,6 +85,9 @@ async fn control_loop(
                     .collect();
                 let _ = reply.send(Ok(list));
             }
+            ControlRequest::QueryPci(reply) => {
+                let _ = reply.send(Ok(fake_pci()));
+            }
             ControlRequest::InfoRegisters { cpu, reply } => {
                 let r = if cpu < cpus {
                     Ok(format!("RAX=000000000000000{cpu} RBX=0000000000000000\nRIP=000000000000fff0\n"))
@@ -96,6 +100,69 @@ async fn control_loop(
             ControlRequest::Block(_) => {}
         }
     }
+}
+
+/// The functions of the machine recorded in shared/ref/qemu-7.2/qemu72-t2.txt (`info pci`).
+fn fake_pci() -> Vec<PciInfo> {
+    let dev =
+        |slot: i64, function: i64, class: i64, desc: &str, vendor: i64, device: i64, sub: (i64, i64)| {
+            PciDeviceInfo {
+                bus: 0,
+                slot,
+                function,
+                class_info: PciDeviceClass { desc: Some(desc.into()), class },
+                id: PciDeviceId { device, vendor, subsystem: Some(sub.1), subsystem_vendor: Some(sub.0) },
+                irq: None,
+                irq_pin: 0,
+                qdev_id: String::new(),
+                regions: Vec::new(),
+            }
+        };
+    let mem = |bar: i64, address: i64, size: i64, pf: bool, m64: bool| PciMemoryRegion {
+        bar,
+        kind: "memory".into(),
+        address,
+        size,
+        prefetch: Some(pf),
+        mem_type_64: Some(m64),
+    };
+    let io = |bar: i64, address: i64, size: i64| PciMemoryRegion {
+        bar,
+        kind: "io".into(),
+        address,
+        size,
+        prefetch: None,
+        mem_type_64: None,
+    };
+    let qemu = (0x1af4, 0x1100);
+    let mut ide = dev(1, 1, 0x0101, "IDE controller", 0x8086, 0x7010, qemu);
+    ide.regions = vec![io(4, 0xc0a0, 16)];
+    let mut bridge = dev(1, 3, 0x0680, "Bridge", 0x8086, 0x7113, qemu);
+    (bridge.irq, bridge.irq_pin) = (Some(9), 1);
+    let mut blk = dev(2, 0, 0x0100, "SCSI controller", 0x1af4, 0x1001, (0x1af4, 2));
+    (blk.irq, blk.irq_pin, blk.qdev_id) = (Some(10), 1, "vd0".into());
+    blk.regions = vec![
+        io(0, 0xc000, 128),
+        mem(1, 0xfebc0000, 4096, false, false),
+        mem(4, 0xfebf8000, 16384, true, true),
+    ];
+    let mut nic = dev(3, 0, 0x0200, "Ethernet controller", 0x1af4, 0x1000, (0x1af4, 1));
+    (nic.irq, nic.irq_pin, nic.qdev_id) = (Some(11), 1, "nic0".into());
+    nic.regions = vec![
+        io(0, 0xc080, 32),
+        mem(1, 0xfebc1000, 4096, false, false),
+        mem(4, 0xfebfc000, 16384, true, true),
+        mem(6, -1, 0x40000, false, false),
+    ];
+    let devices = vec![
+        dev(0, 0, 0x0600, "Host bridge", 0x8086, 0x1237, qemu),
+        dev(1, 0, 0x0601, "ISA bridge", 0x8086, 0x7000, qemu),
+        ide,
+        bridge,
+        blk,
+        nic,
+    ];
+    vec![PciInfo { bus: 0, devices }]
 }
 
 /// Sets the fake's run state directly (e.g. to test `info status` texts).

@@ -4,6 +4,7 @@
 //! the [`Config`]. Options may be written with one or two dashes, as QEMU allows. An unknown option
 //! is an error naming it; a QEMU option we do not implement says so instead of being ignored.
 
+pub mod device;
 pub mod keyval;
 pub mod size;
 

@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 
 pub mod kvm;
+pub mod pci;
+pub mod virtio;
 
 pub use kvm::{KvmMachine, KvmProbe, probe};
 
@@ -121,6 +123,10 @@ pub trait Machine: Send {
     /// HMP `info registers` text for one vCPU, formatted as QEMU's `cpu_dump_state` prints it
     /// (from the `RAX=`/`EAX=` line to the last `XMM` line; the caller prints the `CPU#n` line).
     fn registers(&self, cpu: usize) -> Result<String, MachineError>;
+    /// The PCI functions (`query-pci`); none for a machine without PCI.
+    fn pci_info(&self) -> Vec<pci::PciDeviceInfo> {
+        Vec::new()
+    }
     /// Stop and join every vCPU thread; the machine is not used afterwards.
     fn shutdown(&mut self);
 }

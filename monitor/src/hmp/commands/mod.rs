@@ -11,6 +11,7 @@ mod chardev;
 mod cpus;
 mod help;
 mod info;
+mod pci;
 mod run_state;
 
 use super::table::HmpCommand;
@@ -20,6 +21,7 @@ pub(super) const MAIN: &[&[HmpCommand]] =
     &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS];
 
 /// Slices that make up the `info` table.
-pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, block::INFO];
+pub(super) const INFO: &[&[HmpCommand]] =
+    &[info::INFO, cpus::INFO, chardev::INFO, block::INFO, pci::INFO];
 
 pub(crate) use cpus::cpu_list;

@@ -20,9 +20,9 @@ use super::layout::{
     S5_SLEEP_TYPE, SCI_IRQ,
 };
 
-const OEM_ID: [u8; 6] = *b"RSVMM ";
-const OEM_TABLE_ID: [u8; 8] = *b"RSVMMACP";
-const OEM_REVISION: u32 = 1;
+pub const OEM_ID: [u8; 6] = *b"RSVMM ";
+pub const OEM_TABLE_ID: [u8; 8] = *b"RSVMMACP";
+pub const OEM_REVISION: u32 = 1;
 
 /// What the tables describe.
 #[derive(Debug, Clone, Default)]

@@ -41,6 +41,7 @@ use super::msrs::boot_msrs;
 use super::probe::{check_capabilities, errno_text, open_kvm};
 use super::registers::{self, CpuState};
 use super::vcpu::{self, RunControl, VcpuContext};
+use crate::machine::pci::{PciDeviceInfo, PciSystem};
 use crate::machine::{CpuInfo, GuestEvent, Machine, MachineConfig, MachineError, SerialBackend, SmpConfig};
 
 const APIC_LVT0: usize = 0x350;
@@ -90,6 +91,7 @@ pub struct KvmMachine {
     acpi: AcpiTables,
     entry: BootEntry,
     devices: Devices,
+    pci: PciSystem,
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     control: Arc<RunControl>,
@@ -204,12 +206,17 @@ impl KvmMachine {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
         let devices = Self::add_devices(&vm, &pio, &guest_events, serial, mem_size)?;
+        // The conf1 ports (0xcf8-0xcff) enclose the reset control register: conf1 forwards it.
+        let reset_control = pio.remove(u64::from(RESET_CONTROL_PORT));
+        let pci =
+            PciSystem::new(Arc::clone(&vm), mem.clone(), Arc::clone(&pio), Arc::clone(&mmio), reset_control)?;
 
         let apic_ids: Vec<u32> = (0..smp.cpus).map(|i| apic_id(&smp, i)).collect();
         let acpi = acpi::build(&AcpiConfig {
             apic_ids: apic_ids.clone(),
             serial_ports: devices.serials.len(),
-            ..Default::default()
+            extra_sb_aml: PciSystem::acpi_sb_aml(),
+            extra_tables: PciSystem::acpi_tables(),
         });
         let entry = Self::load_boot_image(&mem, mem_size, &acpi, &mut boot)?;
 
@@ -266,6 +273,7 @@ impl KvmMachine {
             acpi,
             entry,
             devices,
+            pci,
             pio,
             mmio,
             control,
@@ -355,6 +363,11 @@ impl KvmMachine {
         (Arc::clone(&self.pio), Arc::clone(&self.mmio))
     }
 
+    /// The PCI bus: plug devices in (`add_virtio`) before `start`.
+    pub fn pci(&self) -> &PciSystem {
+        &self.pci
+    }
+
     /// The VM, for irqfd/ioeventfd/MSI routing by devices added after construction.
     pub fn vm_fd(&self) -> Arc<VmFd> {
         Arc::clone(&self.vm)
@@ -430,6 +443,7 @@ impl Machine for KvmMachine {
 
     fn pause(&mut self) -> Result<(), MachineError> {
         self.control.park_all();
+        self.pci.pause();
         Ok(())
     }
 
@@ -438,6 +452,7 @@ impl Machine for KvmMachine {
             return Err(MachineError::Vcpu("the machine has been shut down".into()));
         }
         self.started = true;
+        self.pci.resume();
         self.control.run_all();
         Ok(())
     }
@@ -459,6 +474,7 @@ impl Machine for KvmMachine {
         self.devices.i8042.lock().unwrap_or_else(|p| p.into_inner()).reset();
         self.devices.cmos.lock().unwrap_or_else(|p| p.into_inner()).reset();
         self.devices.reset_control.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        self.pci.reset();
         for (i, st) in self.vcpu_reset.iter().enumerate() {
             let (st, msrs) = (st.clone(), self.msrs.clone());
             let entry = (i == 0).then_some(self.entry);
@@ -493,6 +509,10 @@ impl Machine for KvmMachine {
         self.mem_size
     }
 
+    fn pci_info(&self) -> Vec<PciDeviceInfo> {
+        self.pci.info()
+    }
+
     fn registers(&self, cpu: usize) -> Result<String, MachineError> {
         if cpu >= self.smp.cpus as usize {
             return Err(MachineError::Vcpu(format!("CPU {cpu} does not exist")));
@@ -515,6 +535,7 @@ impl Machine for KvmMachine {
             }
         }
         drop(fds);
+        self.pci.shutdown();
         for s in &self.devices.serials {
             s.lock().unwrap_or_else(|p| p.into_inner()).flush_output();
         }
