@@ -118,6 +118,27 @@ fn drive_if_virtio_on_a_qcow2_overlay_and_hda() {
 }
 
 #[test]
+fn blockdev_node_as_the_device_drive() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("n.qcow2");
+    let i = img.to_str().unwrap();
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", i, "1M"]);
+    tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x3c 102400 4096", i]);
+    let blockdev = format!("driver=qcow2,node-name=n0,file.driver=file,file.filename={i}");
+    let out = run_vmm(
+        dir.path(),
+        "r:200:8:3c,w:24:8:d4,f",
+        &["-blockdev", &blockdev, "-device", "virtio-blk-pci,drive=n0,id=vd0"],
+    );
+    assert!(out.contains("blk: r 200+8 status 0 used 4097 irq 1 data ok"), "{out}");
+    assert!(out.contains("blk: w 24+8 status 0 used 1 irq 2"), "{out}");
+    tool("qemu-io", &["-f", "qcow2", "-c", "read -P 0xd4 12288 4096", i]);
+    let check = tool("qemu-img", &["check", i]);
+    assert!(check.contains("No errors were found"), "{check}");
+}
+
+#[test]
 fn query_pci_and_info_pci() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();

@@ -227,26 +227,8 @@ fn plan_disks(
             }
             ids.push(id.clone());
         }
-        let (backend, discard_unmap) = match graph.backend(&spec.drive) {
-            Some(b) => {
-                let unmap = drives.iter().any(|d| Arc::ptr_eq(&d.backend, &b) && d.discard_unmap);
-                (b, unmap)
-            }
-            None => match graph.node(&spec.drive) {
-                Some(node) => {
-                    let ro = node.read_only();
-                    let b = Arc::new(BlockBackend::new("", node, ro, false, false));
-                    graph.add_backend(b.clone()).map_err(cfg_err)?;
-                    (b, false)
-                }
-                None => {
-                    return Err(cfg_err(format!(
-                        "Property 'virtio-blk-device.drive' can't find value '{}'",
-                        spec.drive
-                    )));
-                }
-            },
-        };
+        let backend = graph.backend_for_device(&spec.drive).map_err(cfg_err)?;
+        let discard_unmap = drives.iter().any(|d| Arc::ptr_eq(&d.backend, &backend) && d.discard_unmap);
         backend.attach(&qom(&spec.id)).map_err(cfg_err)?;
         out.push(BlkDevice {
             option,
