@@ -39,6 +39,18 @@ fn bad_options_name_the_option_and_exit_1() {
         (&["-machine", "none", "-qmp", "bogus:x"], "vmm: -qmp bogus:x: "),
         (&["-machine", "none", "-daemonize", "-nographic"], "vmm: -nographic cannot be used with -daemonize"),
         (&["-machine", "none", "-daemonize", "-qmp", "stdio"], "vmm: cannot use stdio with -daemonize"),
+        (
+            &["-machine", "none", "-nic", "user"],
+            "vmm: -nic user: network back ends (-nic, -net) are not supported yet",
+        ),
+        (
+            &["-machine", "none", "-netdev", "user,id=n0"],
+            "vmm: network back ends (-netdev) are not supported yet",
+        ),
+        (
+            &["-machine", "none", "-device", "e1000"],
+            "vmm: -device e1000: device 'e1000' is not supported by vmm yet",
+        ),
     ];
     for (args, want) in cases {
         let (code, _, err) = run(args);

@@ -302,6 +302,19 @@ const OPTIONS: &[OptionDef] = &[
         c.netdevs.push(v.to_string());
         Ok(())
     }),
+    opt!(
+        &["nic", "net"],
+        true,
+        "none: no network card (the default here); others are not supported yet",
+        |_, v| {
+            // There is no default NIC to remove; anything else would need a network back end.
+            if v == "none" {
+                Ok(())
+            } else {
+                Err("network back ends (-nic, -net) are not supported yet".into())
+            }
+        }
+    ),
     opt!(&["version"], false, "display version information and exit", |_, _| Ok(())),
     opt!(&["h", "help"], false, "display this help and exit", |_, _| Ok(())),
 ];
