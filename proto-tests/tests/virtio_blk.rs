@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use proto_tests::{Server, binary};
+use proto_tests::{Server, binary, wait_for_file_text};
 use serde_json::{Value, json};
 
 /// Builds guests/ once (make + gcc); panics with the build log.
@@ -136,6 +136,58 @@ fn blockdev_node_as_the_device_drive() {
     tool("qemu-io", &["-f", "qcow2", "-c", "read -P 0xd4 12288 4096", i]);
     let check = tool("qemu-img", &["check", i]);
     assert!(check.contains("No errors were found"), "{check}");
+}
+
+/// A write the host cannot do (the file-size limit makes it fail with EFBIG) reaches the guest
+/// as VIRTIO_BLK_S_IOERR and shows in `query-block` as `io-status: failed`; the VM keeps running
+/// and the bytes before the limit are written.
+#[test]
+fn host_write_error_reaches_the_guest_and_io_status() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.raw");
+    let i = img.to_str().unwrap();
+    tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
+    let kernel = guest();
+    let com1 = dir.path().join("com1.txt");
+    let serial = format!("file:{}", com1.display());
+    let drive = format!("file={i},format=raw,if=none,id=d0");
+    let mut s = Server::vmm(&[
+        "-S",
+        "-no-shutdown",
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-append",
+        "action=blk quiet ops=w:8:8:a1,w:1024:8:b2",
+        "-serial",
+        &serial,
+        "-display",
+        "none",
+        "-m",
+        "128",
+        "-qmp",
+        "unix:{dir}/qmp.sock,server=on,wait=off",
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0,id=vd0",
+    ]);
+    let mut c = s.connect_unix("qmp.sock");
+    c.negotiate();
+    let pid = s.child.id().to_string();
+    tool("prlimit", &["--pid", &pid, "--fsize=65536"]);
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["io-status"], "ok", "{r}");
+    c.execute("cont", None);
+    let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
+    assert!(out.contains("blk: w 1024+8 status 1 used 1 irq 2"), "{out}");
+    assert!(out.contains("blk: w 8+8 status 0 used 1 irq 1"), "{out}");
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["device"], "d0", "{r}");
+    assert_eq!(r["return"][0]["io-status"], "failed", "{r}");
+    drop(c);
+    drop(s);
+    tool("qemu-io", &["-f", "raw", "-c", "read -P 0xa1 4096 4096", "-c", "read -P 0 524288 4096", i]);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use self::request::{BlkProps, Disk, Executor, MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS,
 use super::chain::Chain;
 use super::worker::{ChainHandler, QueueWorker, WorkerSetup};
 use super::{Activation, VirtioDevice};
-use crate::blockdev::BlockBackend;
+use crate::blockdev::{BlockBackend, IoStatus};
 use crate::machine::kvm::memory::GuestMemory;
 
 pub const VIRTIO_ID_BLOCK: u16 = 2;
@@ -37,20 +37,30 @@ impl Disk for BlockBackend {
         BlockBackend::read_only(self)
     }
     fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
-        BlockBackend::read(self, buf, off).map_err(|e| e.to_string())
+        record_io(self, BlockBackend::read(self, buf, off))
     }
     fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        BlockBackend::write(self, buf, off).map_err(|e| e.to_string())
+        record_io(self, BlockBackend::write(self, buf, off))
     }
     fn flush(&self) -> Result<(), String> {
-        BlockBackend::flush(self).map_err(|e| e.to_string())
+        record_io(self, BlockBackend::flush(self))
     }
     fn discard(&self, off: u64, len: u64) -> Result<(), String> {
-        BlockBackend::discard(self, off, len).map_err(|e| e.to_string())
+        record_io(self, BlockBackend::discard(self, off, len))
     }
     fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
-        BlockBackend::write_zeroes(self, off, len).map_err(|e| e.to_string())
+        record_io(self, BlockBackend::write_zeroes(self, off, len))
     }
+}
+
+/// A failed request leaves its mark in the drive's `io-status` (`query-block`): `nospace`
+/// for ENOSPC, `failed` otherwise, as QEMU does with `rerror`/`werror=report`.
+fn record_io(drive: &BlockBackend, r: Result<(), block::BlockError>) -> Result<(), String> {
+    r.map_err(|e| {
+        let status = if e.errno() == Some(libc::ENOSPC) { IoStatus::NoSpace } else { IoStatus::Failed };
+        drive.set_io_status(status);
+        e.to_string()
+    })
 }
 
 /// `-device virtio-blk-pci` properties.
