@@ -64,6 +64,15 @@ fn run_vmm(dir: &Path, ops: &str, disk_args: &[&str]) -> String {
     out
 }
 
+/// A paused vmm (`-S`) running the test guest, with QMP on `{dir}/qmp.sock`, plus `extra`.
+fn paused_vmm_with_qmp(extra: &[&str]) -> Server {
+    let kernel = guest();
+    let mut args = vec!["-S", "-kernel", kernel.to_str().unwrap(), "-display", "none"];
+    args.extend(["-m", "128", "-qmp", "unix:{dir}/qmp.sock,server=on,wait=off"]);
+    args.extend(extra);
+    Server::vmm(&args)
+}
+
 #[test]
 fn drive_none_plus_device_with_serial() {
     require_kvm();
@@ -148,25 +157,15 @@ fn host_write_error_reaches_the_guest_and_io_status() {
     let img = dir.path().join("a.raw");
     let i = img.to_str().unwrap();
     tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
-    let kernel = guest();
     let com1 = dir.path().join("com1.txt");
     let serial = format!("file:{}", com1.display());
     let drive = format!("file={i},format=raw,if=none,id=d0");
-    let mut s = Server::vmm(&[
-        "-S",
+    let mut s = paused_vmm_with_qmp(&[
         "-no-shutdown",
-        "-kernel",
-        kernel.to_str().unwrap(),
         "-append",
         "action=blk quiet ops=w:8:8:a1,w:1024:8:b2",
         "-serial",
         &serial,
-        "-display",
-        "none",
-        "-m",
-        "128",
-        "-qmp",
-        "unix:{dir}/qmp.sock,server=on,wait=off",
         "-drive",
         &drive,
         "-device",
@@ -196,21 +195,9 @@ fn query_pci_and_info_pci() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("a.raw");
     tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
-    let kernel = guest();
     let drive = format!("file={},format=raw,if=none,id=d0", img.display());
-    let mut s = Server::vmm(&[
-        "-S",
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-display",
-        "none",
-        "-qmp",
-        "unix:{dir}/qmp.sock,server=on,wait=off",
-        "-drive",
-        &drive,
-        "-device",
-        "virtio-blk-pci,drive=d0,id=vd0,addr=0x5",
-    ]);
+    let mut s =
+        paused_vmm_with_qmp(&["-drive", &drive, "-device", "virtio-blk-pci,drive=d0,id=vd0,addr=0x5"]);
     let mut c = s.connect_unix("qmp.sock");
     c.negotiate();
     let r = c.execute("query-pci", None);
@@ -305,19 +292,8 @@ async fn typed_client_parses_query_pci() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("a.raw");
     tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
-    let kernel = guest();
     let drive = format!("file={},format=raw,if=virtio", img.display());
-    let mut vmm = Server::vmm(&[
-        "-S",
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-display",
-        "none",
-        "-qmp",
-        "unix:{dir}/qmp.sock,server=on,wait=off",
-        "-drive",
-        &drive,
-    ]);
+    let mut vmm = paused_vmm_with_qmp(&["-drive", &drive]);
     drop(vmm.connect_unix("qmp.sock"));
     let negotiation = qapi::futures::QmpStreamTokio::open_uds(vmm.path("qmp.sock")).await.expect("connect");
     let stream = negotiation.negotiate().await.expect("negotiate");

@@ -391,11 +391,12 @@ impl PciConfig {
     }
 }
 
+/// Fixtures for the PCI tests: a function shaped like virtio-blk-pci.
 #[cfg(test)]
-mod tests {
+pub(super) mod fixtures {
     use super::*;
 
-    fn id() -> PciId {
+    pub fn id() -> PciId {
         PciId {
             vendor: 0x1af4,
             device: 0x1042,
@@ -405,6 +406,20 @@ mod tests {
             subsystem: 0x1100,
         }
     }
+
+    /// With virtio-pci's BARs: 4 KiB 32-bit at BAR1, 16 KiB 64-bit prefetchable at BAR4.
+    pub fn virtio_like() -> PciConfig {
+        let mut cfg = PciConfig::new(id());
+        cfg.add_bar(1, BarSpec { kind: BarKind::Mem32, size: 0x1000, prefetchable: false }).unwrap();
+        cfg.add_bar(4, BarSpec { kind: BarKind::Mem64, size: 0x4000, prefetchable: true }).unwrap();
+        cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::id;
+    use super::*;
 
     #[test]
     fn header_is_read_only_where_it_should_be() {

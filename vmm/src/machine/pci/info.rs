@@ -134,21 +134,12 @@ impl PciDeviceInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{BarSpec, PciId};
+    use super::super::config::fixtures;
     use super::*;
 
     #[test]
     fn describes_a_virtio_blk_function() {
-        let mut cfg = PciConfig::new(PciId {
-            vendor: 0x1af4,
-            device: 0x1042,
-            revision: 1,
-            class: 0x010000,
-            subsystem_vendor: 0x1af4,
-            subsystem: 0x1100,
-        });
-        cfg.add_bar(1, BarSpec { kind: BarKind::Mem32, size: 0x1000, prefetchable: false }).unwrap();
-        cfg.add_bar(4, BarSpec { kind: BarKind::Mem64, size: 0x4000, prefetchable: true }).unwrap();
+        let mut cfg = fixtures::virtio_like();
         cfg.set_bar_addr(4, 0xc000_0000);
         let i = PciDeviceInfo::from_config(0, 2, 0, &cfg, "vd0".into());
         assert_eq!(i.class, 0x0100);

@@ -260,7 +260,7 @@ impl PciRoot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{BAR0, BarSpec, PciId};
+    use super::super::config::{BAR0, fixtures};
     use super::*;
 
     struct Dummy {
@@ -293,16 +293,7 @@ mod tests {
     }
 
     fn dummy() -> (SharedFunction, Arc<Mutex<Vec<String>>>) {
-        let mut cfg = PciConfig::new(PciId {
-            vendor: 0x1af4,
-            device: 0x1042,
-            revision: 1,
-            class: 0x010000,
-            subsystem_vendor: 0x1af4,
-            subsystem: 0x1100,
-        });
-        cfg.add_bar(1, BarSpec { kind: BarKind::Mem32, size: 0x1000, prefetchable: false }).unwrap();
-        cfg.add_bar(4, BarSpec { kind: BarKind::Mem64, size: 0x4000, prefetchable: true }).unwrap();
+        let cfg = fixtures::virtio_like();
         let log = Arc::new(Mutex::new(Vec::new()));
         (Arc::new(Mutex::new(Dummy { cfg, log: log.clone() })), log)
     }
