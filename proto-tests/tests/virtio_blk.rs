@@ -147,23 +147,36 @@ fn blockdev_node_as_the_device_drive() {
     assert!(check.contains("No errors were found"), "{check}");
 }
 
-/// A write the host cannot do (the file-size limit makes it fail with EFBIG) reaches the guest
-/// as VIRTIO_BLK_S_IOERR and shows in `query-block` as `io-status: failed`; the VM keeps running
-/// and the bytes before the limit are written.
-#[test]
-fn host_write_error_reaches_the_guest_and_io_status() {
-    require_kvm();
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
+/// Reads messages until the event `name` arrives; returns it.
+fn wait_event(c: &mut proto_tests::Conn, name: &str) -> Value {
+    loop {
+        let v = c.recv();
+        if v["event"] == name {
+            return v;
+        }
+    }
+}
+
+/// A vmm running `ops` against a fresh 1 MiB raw image whose file the host cannot write
+/// beyond 64 KiB (prlimit on the running process: writes there fail with EFBIG), with
+/// `drive_opts` added to the drive. Returns the server, its QMP connection (negotiated, VM
+/// running), the image and the guest's serial log.
+fn vmm_with_a_write_limit(
+    dir: &Path,
+    ops: &str,
+    drive_opts: &str,
+) -> (Server, proto_tests::Conn, PathBuf, PathBuf) {
+    let img = dir.join("a.raw");
     let i = img.to_str().unwrap();
     tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
-    let com1 = dir.path().join("com1.txt");
+    let com1 = dir.join("com1.txt");
     let serial = format!("file:{}", com1.display());
-    let drive = format!("file={i},format=raw,if=none,id=d0");
+    let append = format!("action=blk quiet ops={ops}");
+    let drive = format!("file={i},format=raw,if=none,id=d0{drive_opts}");
     let mut s = paused_vmm_with_qmp(&[
         "-no-shutdown",
         "-append",
-        "action=blk quiet ops=w:8:8:a1,w:1024:8:b2",
+        &append,
         "-serial",
         &serial,
         "-drive",
@@ -173,20 +186,75 @@ fn host_write_error_reaches_the_guest_and_io_status() {
     ]);
     let mut c = s.connect_unix("qmp.sock");
     c.negotiate();
-    let pid = s.child.id().to_string();
-    tool("prlimit", &["--pid", &pid, "--fsize=65536"]);
+    tool("prlimit", &["--pid", &s.child.id().to_string(), "--fsize=65536:unlimited"]);
     let r = c.execute("query-block", None);
     assert_eq!(r["return"][0]["io-status"], "ok", "{r}");
     c.execute("cont", None);
+    (s, c, img, com1)
+}
+
+/// `werror=enospc` (the default) reports a write error that is not ENOSPC to the guest
+/// (VIRTIO_BLK_S_IOERR) with a BLOCK_IO_ERROR event; the VM keeps running, the drive's
+/// io-status stays `ok` (QEMU sets it only when it stops), and the bytes before the limit are
+/// written.
+#[test]
+fn host_write_error_is_reported_to_the_guest() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut c, img, com1) = vmm_with_a_write_limit(dir.path(), "w:8:8:a1,w:1024:8:b2", "");
+    let ev = wait_event(&mut c, "BLOCK_IO_ERROR");
+    let node = ev["data"]["node-name"].as_str().unwrap_or_default().to_string();
+    assert!(node.starts_with("#block"), "{ev}");
+    assert_eq!(
+        ev["data"],
+        json!({"device": "d0", "node-name": node, "operation": "write", "action": "report",
+               "nospace": false, "reason": "File too large"})
+    );
     let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
-    assert!(out.contains("blk: w 1024+8 status 1 used 1 irq 2"), "{out}");
     assert!(out.contains("blk: w 8+8 status 0 used 1 irq 1"), "{out}");
+    assert!(out.contains("blk: w 1024+8 status 1 used 1 irq 2"), "{out}");
     let r = c.execute("query-block", None);
-    assert_eq!(r["return"][0]["device"], "d0", "{r}");
-    assert_eq!(r["return"][0]["io-status"], "failed", "{r}");
+    assert_eq!(r["return"][0]["io-status"], "ok", "{r}");
     drop(c);
     drop(s);
+    let i = img.to_str().unwrap();
     tool("qemu-io", &["-f", "raw", "-c", "read -P 0xa1 4096 4096", "-c", "read -P 0 524288 4096", i]);
+}
+
+/// `werror=stop`: the failed write stops the VM in `io-error` (BLOCK_IO_ERROR, then STOP), the
+/// drive shows `io-status: failed`, the guest sees nothing; once the host can write again,
+/// `cont` resets the io-status and the held request is served: the guest gets OK and the data
+/// is on disk. Nothing is lost.
+#[test]
+fn werror_stop_holds_the_request_until_cont() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut c, img, com1) = vmm_with_a_write_limit(dir.path(), "w:8:8:a1,w:1024:8:b2", ",werror=stop");
+    let ev = wait_event(&mut c, "BLOCK_IO_ERROR");
+    assert_eq!(ev["data"]["action"], "stop", "{ev}");
+    assert_eq!(ev["data"]["operation"], "write", "{ev}");
+    wait_event(&mut c, "STOP");
+    let r = c.execute("query-status", None);
+    assert_eq!(r["return"], json!({"running": false, "singlestep": false, "status": "io-error"}));
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["io-status"], "failed", "{r}");
+    let r = c.execute("human-monitor-command", Some(json!({"command-line": "info status"})));
+    assert_eq!(r["return"], "VM status: paused (io-error)\r\n");
+    let out = std::fs::read_to_string(&com1).unwrap_or_default();
+    assert!(!out.contains("blk: w 1024+8"), "the guest must not see the held request:\n{out}");
+    tool("prlimit", &["--pid", &s.child.id().to_string(), "--fsize=unlimited:unlimited"]);
+    c.send(&json!({"execute": "cont"}));
+    assert_eq!(wait_event(&mut c, "RESUME")["event"], "RESUME");
+    assert_eq!(c.recv_reply(), json!({"return": {}}));
+    let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
+    assert!(out.contains("blk: w 8+8 status 0 used 1 irq 1"), "{out}");
+    assert!(out.contains("blk: w 1024+8 status 0 used 1 irq 2"), "{out}");
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["io-status"], "ok", "{r}");
+    drop(c);
+    drop(s);
+    let i = img.to_str().unwrap();
+    tool("qemu-io", &["-f", "raw", "-c", "read -P 0xa1 4096 4096", "-c", "read -P 0xb2 524288 4096", i]);
 }
 
 #[test]
@@ -249,6 +317,8 @@ fn command_line_errors_are_qemus() {
     tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
     let drive = format!("file={},format=raw,if=none,id=d0", img.display());
     let virtio = format!("file={},format=raw,if=virtio", img.display());
+    let werror_bogus = format!("{drive},werror=bogus");
+    let rerror_enospc = format!("{drive},rerror=enospc");
     let cases: &[(&[&str], &str)] = &[
         (&["-device", "virtio-blk-pci"], "-device virtio-blk-pci: drive property not set"),
         (
@@ -276,6 +346,12 @@ fn command_line_errors_are_qemus() {
             "Duplicate ID 'a' for device",
         ),
         (&["-M", "none", "-drive", &virtio], "No 'PCI' bus found for device 'virtio-blk-pci'"),
+        (&["-drive", &werror_bogus], "'bogus' invalid write error action"),
+        (&["-drive", &rerror_enospc], "'enospc' invalid read error action"),
+        (
+            &["-drive", &drive, "-device", "virtio-blk-pci,drive=d0,werror=bogus"],
+            "Parameter 'werror' does not accept value 'bogus'",
+        ),
     ];
     for (args, want) in cases {
         let out = Command::new(binary("vmm")).args(*args).args(["-display", "none"]).output().unwrap();

@@ -2,7 +2,7 @@
 //!
 //! It runs on its own thread and takes, in arrival order, requests from the monitor
 //! ([`ControlRequest`], plain data with a reply channel each), guest-initiated transitions from the
-//! machine ([`GuestEvent`]) and host signals. For each it applies QEMU 7.2's run-state rules
+//! machine ([`GuestEvent`]), host signals and block I/O errors from devices ([`HostRequest`]). For each it applies QEMU 7.2's run-state rules
 //! (`runstate.c`, `cpus.c`, `softmmu/runstate.c`'s main loop), drives the [`Machine`], emits the
 //! QMP events, publishes the new state on the watch channel the monitor reads, and replies. Events
 //! are emitted before the reply, so a client sees `STOP` before the `return` of its `stop`, as with
@@ -15,21 +15,28 @@ use monitor::control::{
     ControlError, ControlRequest, CpuInfoFast, CpuInstanceProperties, RunState, ShutdownCause,
 };
 use monitor::events::EventBus;
-use monitor::events::catalog::{Powerdown, Reset, Resume, Shutdown, Stop};
+use monitor::events::catalog::{
+    BlockErrorAction, BlockIoError, IoOperationType, Powerdown, Reset, Resume, Shutdown, Stop,
+};
 use tokio::sync::{mpsc, watch};
 
 use std::sync::Arc;
 
-use crate::blockdev::{BlockGraph, BlockService};
+use crate::blockdev::{BlockGraph, BlockService, IoStatus};
+use crate::machine::virtio::blk::policy::IoErrorReport;
+use crate::machine::virtio::blk::request::{ErrorAction, IoOp};
 use crate::machine::{GuestEvent, Machine, MachineError};
 
 /// Requests from the host side of the process (not the monitor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostRequest {
     /// SIGINT, SIGTERM or SIGHUP: `terminating on signal N`, SHUTDOWN `host-signal`, exit.
     Signal(i32),
     /// The console's `C-a x`: SHUTDOWN `host-ui`, exit.
     UiQuit,
+    /// A guest request failed on the host: BLOCK_IO_ERROR, and for `stop` the VM stops in
+    /// `io-error` (the device holds the request until `cont`).
+    BlockIoError(IoErrorReport),
 }
 
 /// `-no-reboot` / `-no-shutdown`.
@@ -97,6 +104,10 @@ impl ControlLoop {
                         self.shutdown(false, ShutdownCause::HostSignal, true)
                     }
                     HostRequest::UiQuit => self.shutdown(false, ShutdownCause::HostUi, true),
+                    HostRequest::BlockIoError(report) => {
+                        self.block_io_error(report);
+                        None
+                    }
                 },
                 Some(ev) = guest.recv() => self.handle_guest(ev),
                 req = requests.recv() => match req {
@@ -221,19 +232,55 @@ impl ControlLoop {
         Ok(())
     }
 
-    /// QEMU's `qmp_cont`.
+    /// QEMU's `blk_error_action` (the device already set the drive's io-status for `stop`).
+    fn block_io_error(&mut self, r: IoErrorReport) {
+        self.events.emit(&BlockIoError {
+            device: r.device,
+            node_name: r.node_name,
+            operation: match r.operation {
+                IoOp::Read => IoOperationType::Read,
+                IoOp::Write => IoOperationType::Write,
+            },
+            action: match r.action {
+                ErrorAction::Report => BlockErrorAction::Report,
+                ErrorAction::Ignore => BlockErrorAction::Ignore,
+                ErrorAction::Stop => BlockErrorAction::Stop,
+            },
+            nospace: Some(r.nospace),
+            reason: r.reason,
+        });
+        if r.action == ErrorAction::Stop
+            && let Err(e) = self.stop(RunState::IoError)
+        {
+            tracing::error!("stopping after an I/O error failed: {e}");
+        }
+    }
+
+    /// QEMU's `qmp_cont`: every drive's io-status is reset, then the VM runs (the devices serve
+    /// the requests they held).
     fn cont(&mut self) -> Result<(), ControlError> {
         match self.state() {
             RunState::InternalError | RunState::Shutdown => {
                 Err(ControlError::Failed("Resetting the Virtual Machine is required".into()))
             }
-            RunState::Running | RunState::Suspended => Ok(()),
+            RunState::Suspended => Ok(()),
+            RunState::Running => {
+                self.reset_io_status();
+                Ok(())
+            }
             _ => {
+                self.reset_io_status();
                 self.launch().map_err(failed)?;
                 self.set_state(RunState::Running);
                 self.events.emit(&Resume);
                 Ok(())
             }
+        }
+    }
+
+    fn reset_io_status(&self) {
+        for b in self.block.graph().backends() {
+            b.set_io_status(IoStatus::Ok);
         }
     }
 

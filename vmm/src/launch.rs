@@ -19,6 +19,7 @@ use crate::cli::device::{self, DeviceSpec};
 use crate::cli::{Config, DriveArg, MonitorArg};
 use crate::control::{ControlLoop, HostRequest, Policy};
 use crate::daemon::{Daemon, PidFile};
+use crate::machine::virtio::blk::policy::{DriveErrorPolicy, ReportFn};
 use crate::machine::virtio::blk::{BlkConfig, VirtioBlk};
 use crate::machine::{GuestEvent, Machine, SerialBackend, kvm};
 use crate::serial;
@@ -91,7 +92,7 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
     let machine = if config.is_machine_none() {
         None
     } else {
-        Some(build_machine(&config, guest_tx, links, signal_tx.clone(), disks)?)
+        Some(build_machine(&config, guest_tx, links, signal_tx.clone(), disks, &blockdev)?)
     };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
     let control = ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?;
@@ -138,6 +139,7 @@ fn build_machine(
     links: serial::SerialLinks,
     host_tx: mpsc::UnboundedSender<HostRequest>,
     disks: Vec<BlkDevice>,
+    graph: &Arc<BlockGraph>,
 ) -> Result<Box<dyn Machine>, LaunchError> {
     let probe = kvm::probe()?;
     if let Some(note) = probe.slow_note() {
@@ -153,8 +155,14 @@ fn build_machine(
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
     for d in disks {
         let name = d.id.clone().unwrap_or_else(|| d.backend.name().to_string());
+        let tx = host_tx.clone();
+        let report: ReportFn = Box::new(move |r| {
+            let _ = tx.send(HostRequest::BlockIoError(r));
+        });
+        let policy = Arc::new(DriveErrorPolicy::new(d.backend.clone(), graph.clone(), report));
         let blk = VirtioBlk::new(d.backend, d.config, &format!("blk {name}"))
-            .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
+            .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?
+            .with_error_policy(policy);
         machine
             .pci()
             .add_virtio(Box::new(blk), d.id.as_deref().unwrap_or(""), d.slot)
@@ -230,6 +238,10 @@ fn plan_disks(
         let backend = graph.backend_for_device(&spec.drive).map_err(cfg_err)?;
         let discard_unmap = drives.iter().any(|d| Arc::ptr_eq(&d.backend, &backend) && d.discard_unmap);
         backend.attach(&qom(&spec.id)).map_err(cfg_err)?;
+        if spec.rerror.is_some() || spec.werror.is_some() {
+            let (rerror, werror) = backend.on_error();
+            backend.set_on_error(spec.rerror.unwrap_or(rerror), spec.werror.unwrap_or(werror));
+        }
         out.push(BlkDevice {
             option,
             backend,
@@ -281,6 +293,7 @@ fn open_drives(config: &Config, graph: &BlockGraph) -> Result<Vec<DriveDisk>, La
         };
         let spec = spec.map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
         let backend = graph.open_drive(&spec).map_err(|e| LaunchError::Config(format!("{option}: {e}")))?;
+        backend.set_on_error(spec.rerror, spec.werror);
         disks.push(DriveDisk {
             option,
             backend,

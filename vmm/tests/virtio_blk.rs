@@ -14,7 +14,7 @@ use std::time::Duration;
 use block::{BlockNode, Format, OpenOptions};
 use common::*;
 use vmm::blockdev::BlockBackend;
-use vmm::machine::virtio::blk::request::{Disk, MemDisk};
+use vmm::machine::virtio::blk::request::{Disk, DiskError, MemDisk};
 use vmm::machine::virtio::blk::{BlkConfig, VirtioBlk};
 use vmm::machine::{GuestEvent, Machine};
 
@@ -285,19 +285,19 @@ impl Disk for Counting {
     fn read_only(&self) -> bool {
         false
     }
-    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), DiskError> {
         self.0.read(buf, off)
     }
-    fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
+    fn write(&self, buf: &[u8], off: u64) -> Result<(), DiskError> {
         self.0.write(buf, off)
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), DiskError> {
         self.0.flush()
     }
-    fn discard(&self, off: u64, len: u64) -> Result<(), String> {
+    fn discard(&self, off: u64, len: u64) -> Result<(), DiskError> {
         self.0.discard(off, len)
     }
-    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
+    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
         self.0.write_zeroes(off, len)
     }
 }

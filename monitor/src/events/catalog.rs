@@ -149,6 +149,25 @@ pub enum BlockErrorAction {
     Stop,
 }
 
+/// A guest request to a drive failed on the host; `action` is what the drive's
+/// `rerror`/`werror` did with it (`stop`: the VM stops in `io-error`).
+#[derive(Debug, Clone, Serialize, Qapi)]
+pub struct BlockIoError {
+    /// The drive name (empty for a drive a device put over a `-blockdev` node).
+    pub device: String,
+    #[serde(rename = "node-name", skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    pub operation: IoOperationType,
+    pub action: BlockErrorAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nospace: Option<bool>,
+    pub reason: String,
+}
+
+impl QmpEvent for BlockIoError {
+    const NAME: &'static str = "BLOCK_IO_ERROR";
+}
+
 /// A block job met an I/O error; `action` is what its `on-error` policy did.
 #[derive(Debug, Clone, Serialize, Qapi)]
 pub struct BlockJobError {
@@ -184,6 +203,7 @@ pub fn all() -> Vec<(&'static str, TypeFn)> {
         entry::<Reset>(),
         entry::<Stop>(),
         entry::<Resume>(),
+        entry::<BlockIoError>(),
         entry::<BlockJobCompleted>(),
         entry::<BlockJobCancelled>(),
         entry::<BlockJobError>(),

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use block::{BlockError, BlockNode};
 
+use super::drive::OnError;
+
 /// QEMU's BlockDeviceIoStatus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoStatus {
@@ -37,6 +39,8 @@ pub struct BlockBackend {
     ignore_flush: AtomicBool,
     /// Called with the new size after `block_resize` (a device tells its guest).
     resize_notify: Mutex<Option<ResizeNotify>>,
+    /// `rerror` / `werror`: what a failed guest read / write gets.
+    on_error: Mutex<(OnError, OnError)>,
 }
 
 /// A device's capacity-change callback.
@@ -68,6 +72,7 @@ impl BlockBackend {
             io_status: Mutex::new(IoStatus::Ok),
             ignore_flush: AtomicBool::new(ignore_flush),
             resize_notify: Mutex::new(None),
+            on_error: Mutex::new((OnError::Report, OnError::Enospc)),
         }
     }
 
@@ -134,6 +139,15 @@ impl BlockBackend {
         }
         *a = Some(qom_path.to_string());
         Ok(())
+    }
+
+    /// `(rerror, werror)`; QEMU's defaults are `report` and `enospc`.
+    pub fn on_error(&self) -> (OnError, OnError) {
+        *self.on_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_on_error(&self, rerror: OnError, werror: OnError) {
+        *self.on_error.lock().unwrap_or_else(|p| p.into_inner()) = (rerror, werror);
     }
 
     pub fn io_status(&self) -> IoStatus {

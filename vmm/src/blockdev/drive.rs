@@ -59,6 +59,36 @@ pub struct DriveSpec {
     pub discard_unmap: bool,
     /// `serial=` (QEMU moved it to -device; still accepted here).
     pub serial: Option<String>,
+    /// `rerror=` (default `report`).
+    pub rerror: OnError,
+    /// `werror=` (default `enospc`).
+    pub werror: OnError,
+}
+
+/// `rerror=` / `werror=`: what a guest request that fails on the host gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The guest gets an I/O error.
+    Report,
+    /// The guest is told the request worked.
+    Ignore,
+    /// `stop` on ENOSPC, `report` otherwise (writes only).
+    Enospc,
+    /// The VM stops (`io-error`); the request is retried on `cont`.
+    Stop,
+}
+
+impl OnError {
+    /// QEMU's `parse_block_error_action`: `enospc` is for writes only.
+    pub fn parse(value: &str, is_read: bool) -> Result<Self, String> {
+        match value {
+            "ignore" => Ok(OnError::Ignore),
+            "enospc" if !is_read => Ok(OnError::Enospc),
+            "stop" => Ok(OnError::Stop),
+            "report" => Ok(OnError::Report),
+            _ => Err(format!("'{value}' invalid {} error action", if is_read { "read" } else { "write" })),
+        }
+    }
 }
 
 /// Keys `-drive` accepts.
@@ -125,6 +155,8 @@ impl DriveNamer {
             cache: CacheMode::default(),
             discard_unmap: false,
             serial: None,
+            rerror: OnError::Report,
+            werror: OnError::Enospc,
         })
     }
 
@@ -169,11 +201,10 @@ impl DriveNamer {
             Some("unmap" | "on") => true,
             Some(other) => return Err(format!("Invalid discard option '{other}'")),
         };
-        for (key, allowed) in [("werror", &["report", "enospc"][..]), ("rerror", &["report"][..])] {
-            if let Some(v) = kv.get(key).filter(|v| !allowed.contains(v)) {
-                return Err(format!("{key}={v} is not supported"));
-            }
-        }
+        let rerror =
+            kv.get("rerror").map(|v| OnError::parse(v, true)).transpose()?.unwrap_or(OnError::Report);
+        let werror =
+            kv.get("werror").map(|v| OnError::parse(v, false)).transpose()?.unwrap_or(OnError::Enospc);
         Ok(DriveSpec {
             name,
             file,
@@ -184,6 +215,8 @@ impl DriveNamer {
             cache,
             discard_unmap,
             serial: kv.get("serial").map(str::to_string),
+            rerror,
+            werror,
         })
     }
 }

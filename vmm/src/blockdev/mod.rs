@@ -33,6 +33,6 @@ pub mod snapshot;
 pub mod start;
 
 pub use backend::{BlockBackend, IoStatus};
-pub use drive::{CacheMode, DriveNamer, DriveSpec, Interface};
+pub use drive::{CacheMode, DriveNamer, DriveSpec, Interface, OnError};
 pub use graph::BlockGraph;
 pub use service::BlockService;

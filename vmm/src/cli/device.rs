@@ -1,6 +1,7 @@
 //! `-device DRIVER,prop=value,...`: the devices this VMM can create, with QEMU's property names
 //! and error texts. Only virtio-blk-pci (alias virtio-blk) exists so far.
 
+use crate::blockdev::OnError;
 use crate::cli::keyval::{KeyVal, parse_bool};
 
 /// One `-device`.
@@ -20,6 +21,9 @@ pub struct VirtioBlkSpec {
     pub queue_size: u16,
     /// `addr=SLOT[.FN]` (hex, function 0 only).
     pub slot: Option<u8>,
+    /// `rerror=` / `werror=`; `None` (`auto`, the default) keeps the drive's.
+    pub rerror: Option<OnError>,
+    pub werror: Option<OnError>,
 }
 
 /// Properties virtio-blk-pci accepts (some only for compatibility: `bus=pci.0`, `bootindex`).
@@ -35,6 +39,8 @@ const BLK_PROPS: &[&str] = &[
     "bootindex",
     "disable-legacy",
     "disable-modern",
+    "rerror",
+    "werror",
 ];
 
 /// Models QEMU has that are not implemented here (a clearer error than "not a valid model").
@@ -64,6 +70,19 @@ pub fn valid_id(id: &str) -> bool {
 
 fn prop_err(driver: &str, prop: &str, value: &str) -> String {
     format!("Property '{driver}.{prop}' doesn't take value '{value}'")
+}
+
+/// `rerror` / `werror` as a device property (QEMU's BlockdevOnError: `auto` inherits the drive's).
+fn parse_on_error(kv: &KeyVal, prop: &str) -> Result<Option<OnError>, String> {
+    let Some(v) = kv.get(prop) else { return Ok(None) };
+    match v {
+        "auto" => Ok(None),
+        "report" => Ok(Some(OnError::Report)),
+        "ignore" => Ok(Some(OnError::Ignore)),
+        "enospc" => Ok(Some(OnError::Enospc)),
+        "stop" => Ok(Some(OnError::Stop)),
+        _ => Err(format!("Parameter '{prop}' does not accept value '{v}'")),
+    }
 }
 
 fn parse_slot(driver: &str, v: &str) -> Result<u8, String> {
@@ -148,6 +167,8 @@ pub fn parse(opts: &str) -> Result<DeviceSpec, String> {
         num_queues,
         queue_size,
         slot,
+        rerror: parse_on_error(&kv, "rerror")?,
+        werror: parse_on_error(&kv, "werror")?,
     }))
 }
 

@@ -8,6 +8,10 @@
 //! interrupt: one thread hand-off per request. The `Queue` sits behind a mutex: the queue
 //! thread holds it while taking chains, a pool thread while adding one used element.
 //!
+//! A request the device holds ([`Handled::Retry`]: the drive's error policy stops the VM) is
+//! parked, not returned; the queue thread submits the parked chains again when it is resumed
+//! after a pause (`cont`), and drops them on a stop (device reset, shutdown).
+//!
 //! A malformed chain, an available index that jumps past the ring, or a ring write that fails
 //! puts the device in NEEDS_RESET (with a config interrupt) and the queue stops taking requests
 //! until the device is reset. The control thread can pause the worker: it returns once every
@@ -33,9 +37,17 @@ pub const IO_THREADS: usize = 4;
 
 /// What a device does with one request (called on the pool threads, several at once).
 pub trait ChainHandler: Send + Sync + 'static {
-    /// Serves `chain`; returns how many bytes were written into its device-writable buffers,
-    /// or a description of a fatal guest error (the device then needs a reset).
-    fn handle(&self, chain: &Chain, mem: &GuestMemory) -> Result<u32, String>;
+    /// Serves `chain`, or describes a fatal guest error (the device then needs a reset).
+    fn handle(&self, chain: &Chain, mem: &GuestMemory) -> Result<Handled, String>;
+}
+
+/// What became of a served chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Done: this many bytes were written into its device-writable buffers.
+    Used(u32),
+    /// Not answered: submit it again when the VM resumes.
+    Retry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +133,8 @@ struct Shared {
     deliver: AtomicBool,
     /// NEEDS_RESET was raised: take nothing more.
     broken: AtomicBool,
+    /// Chains held for a retry after the next resume.
+    parked: Mutex<Vec<Chain>>,
 }
 
 impl Shared {
@@ -148,6 +162,16 @@ impl Shared {
                 Err(e) => self.fail(&e),
             }
         }
+        self.one_less_in_flight();
+    }
+
+    /// A pool thread holds `chain` for a retry: it stays off the used ring.
+    fn park(&self, chain: Chain) {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner()).push(chain);
+        self.one_less_in_flight();
+    }
+
+    fn one_less_in_flight(&self) {
         if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             let _ = self.idle.write(1);
         }
@@ -192,8 +216,11 @@ fn io_thread(rx: &Mutex<Receiver<Chain>>, shared: &Shared) {
     loop {
         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok(chain) = job else { return };
-        let result = shared.handler.handle(&chain, &shared.mem);
-        shared.finish(chain.head, result);
+        match shared.handler.handle(&chain, &shared.mem) {
+            Ok(Handled::Retry) => shared.park(chain),
+            Ok(Handled::Used(n)) => shared.finish(chain.head, Ok(n)),
+            Err(e) => shared.finish(chain.head, Err(e)),
+        }
     }
 }
 
@@ -222,6 +249,7 @@ impl QueueWorker {
             idle: EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?,
             deliver: AtomicBool::new(true),
             broken: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
         });
         let pool = Pool::start(&shared)?;
         let c = Arc::clone(&control);
@@ -283,6 +311,10 @@ impl Worker {
                 if !ctl.wait_runnable() {
                     return;
                 }
+                // Resumed: the held requests go first.
+                if let Err(e) = self.retry_parked() {
+                    self.shared.fail(&e);
+                }
             }
             if !self.shared.broken.load(Ordering::SeqCst)
                 && let Err(e) = self.take_available(ctl)
@@ -332,6 +364,17 @@ impl Worker {
             self.submit(chain)?;
         }
         result
+    }
+
+    fn retry_parked(&mut self) -> Result<(), String> {
+        let chains = std::mem::take(&mut *self.shared.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.shared.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        for chain in chains {
+            self.submit(chain)?;
+        }
+        Ok(())
     }
 
     fn submit(&mut self, chain: Chain) -> Result<(), String> {

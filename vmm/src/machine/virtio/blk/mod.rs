@@ -6,6 +6,7 @@
 //! parsed and served by [`request`]; a flush completes only once the block layer's flush has
 //! returned.
 
+pub mod policy;
 pub mod request;
 
 use std::sync::Arc;
@@ -16,11 +17,14 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 
-use self::request::{BlkProps, Disk, Executor, MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS, SECTOR};
+use self::request::{
+    BlkProps, Disk, DiskError, ErrorPolicy, Executor, MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS, Outcome,
+    ReportErrors, SECTOR,
+};
 use super::chain::Chain;
-use super::worker::{ChainHandler, QueueWorker, WorkerSetup};
+use super::worker::{ChainHandler, Handled, QueueWorker, WorkerSetup};
 use super::{Activation, VirtioDevice};
-use crate::blockdev::{BlockBackend, IoStatus};
+use crate::blockdev::BlockBackend;
 use crate::machine::kvm::memory::GuestMemory;
 
 pub const VIRTIO_ID_BLOCK: u16 = 2;
@@ -36,31 +40,25 @@ impl Disk for BlockBackend {
     fn read_only(&self) -> bool {
         BlockBackend::read_only(self)
     }
-    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
-        record_io(self, BlockBackend::read(self, buf, off))
+    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), DiskError> {
+        BlockBackend::read(self, buf, off).map_err(disk_error)
     }
-    fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        record_io(self, BlockBackend::write(self, buf, off))
+    fn write(&self, buf: &[u8], off: u64) -> Result<(), DiskError> {
+        BlockBackend::write(self, buf, off).map_err(disk_error)
     }
-    fn flush(&self) -> Result<(), String> {
-        record_io(self, BlockBackend::flush(self))
+    fn flush(&self) -> Result<(), DiskError> {
+        BlockBackend::flush(self).map_err(disk_error)
     }
-    fn discard(&self, off: u64, len: u64) -> Result<(), String> {
-        record_io(self, BlockBackend::discard(self, off, len))
+    fn discard(&self, off: u64, len: u64) -> Result<(), DiskError> {
+        BlockBackend::discard(self, off, len).map_err(disk_error)
     }
-    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
-        record_io(self, BlockBackend::write_zeroes(self, off, len))
+    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
+        BlockBackend::write_zeroes(self, off, len).map_err(disk_error)
     }
 }
 
-/// A failed request leaves its mark in the drive's `io-status` (`query-block`): `nospace`
-/// for ENOSPC, `failed` otherwise, as QEMU does with `rerror`/`werror=report`.
-fn record_io(drive: &BlockBackend, r: Result<(), block::BlockError>) -> Result<(), String> {
-    r.map_err(|e| {
-        let status = if e.errno() == Some(libc::ENOSPC) { IoStatus::NoSpace } else { IoStatus::Failed };
-        drive.set_io_status(status);
-        e.to_string()
-    })
+fn disk_error(e: block::BlockError) -> DiskError {
+    DiskError { errno: e.errno(), message: e.to_string() }
 }
 
 /// `-device virtio-blk-pci` properties.
@@ -86,10 +84,12 @@ struct BlkHandler {
 }
 
 impl ChainHandler for BlkHandler {
-    fn handle(&self, chain: &Chain, mem: &GuestMemory) -> Result<u32, String> {
+    fn handle(&self, chain: &Chain, mem: &GuestMemory) -> Result<Handled, String> {
         let req = request::parse(chain, mem).map_err(|e| e.to_string())?;
-        let done = self.exec.execute(&req, self.disk.as_ref(), mem).map_err(|e| e.to_string())?;
-        Ok(done.used_len)
+        match self.exec.execute(&req, self.disk.as_ref(), mem).map_err(|e| e.to_string())? {
+            Outcome::Done(done) => Ok(Handled::Used(done.used_len)),
+            Outcome::Retry => Ok(Handled::Retry),
+        }
     }
 }
 
@@ -98,6 +98,7 @@ pub struct VirtioBlk {
     disk: Arc<dyn Disk>,
     config: BlkConfig,
     props: BlkProps,
+    policy: Arc<dyn ErrorPolicy>,
     workers: Vec<QueueWorker>,
     name: String,
 }
@@ -120,7 +121,14 @@ impl VirtioBlk {
             discard_unmap: config.discard_unmap,
             dwz_offered: !disk.read_only(),
         };
-        Ok(VirtioBlk { disk, config, props, workers: Vec::new(), name: name.to_string() })
+        let policy = Arc::new(ReportErrors);
+        Ok(VirtioBlk { disk, config, props, policy, workers: Vec::new(), name: name.to_string() })
+    }
+
+    /// What failed disk operations get (default: reported to the guest).
+    pub fn with_error_policy(mut self, policy: Arc<dyn ErrorPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     fn config_bytes(&self) -> [u8; CONFIG_LEN] {
@@ -183,8 +191,10 @@ impl VirtioDevice for VirtioBlk {
     fn activate(&mut self, a: Activation) -> Result<(), String> {
         self.reset();
         for q in a.queues {
-            let handler =
-                BlkHandler { disk: Arc::clone(&self.disk), exec: Executor::new(self.props.clone()) };
+            let handler = BlkHandler {
+                disk: Arc::clone(&self.disk),
+                exec: Executor::with_policy(self.props.clone(), Arc::clone(&self.policy)),
+            };
             let worker = QueueWorker::spawn(WorkerSetup {
                 name: format!("{} q{}", self.name, q.index),
                 queue: q.queue,

@@ -9,9 +9,13 @@
 //! A chain without a full header or without a status byte cannot be answered: that is a
 //! [`Fatal`] error (the device goes to NEEDS_RESET). Everything else is answered with a status:
 //! IOERR for a request beyond the end of the disk, a length that is not a whole number of
-//! sectors, a write to a read-only disk or a failed disk operation; UNSUPP for an unknown type
-//! or unknown DISCARD/WRITE_ZEROES flags. The range is checked before any byte moves, so the
-//! disk is never written outside the request's range.
+//! sectors or a write to a read-only disk; UNSUPP for an unknown type or unknown
+//! DISCARD/WRITE_ZEROES flags. The range is checked before any byte moves, so the disk is never
+//! written outside the request's range.
+//!
+//! A failed disk operation goes to the device's [`ErrorPolicy`] (QEMU's `rerror`/`werror`):
+//! report it (IOERR), ignore it (OK), or stop: the request is then not answered
+//! ([`Outcome::Retry`]) and is served again when the VM resumes.
 //!
 //! Data moves directly between guest memory and the block layer (no bounce buffer), in pieces
 //! of at most [`CHUNK`] bytes whatever the request size. The guest memory of a request's data
@@ -26,6 +30,8 @@ use virtio_bindings::virtio_blk::{
 };
 use vm_memory::bitmap::Bitmap;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+
+use std::sync::Arc;
 
 use crate::machine::virtio::chain::{Chain, Segment};
 
@@ -43,11 +49,58 @@ const DWZ_SEGMENT_LEN: u64 = 16;
 pub trait Disk: Send + Sync {
     fn size(&self) -> u64;
     fn read_only(&self) -> bool;
-    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String>;
-    fn write(&self, buf: &[u8], off: u64) -> Result<(), String>;
-    fn flush(&self) -> Result<(), String>;
-    fn discard(&self, off: u64, len: u64) -> Result<(), String>;
-    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String>;
+    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), DiskError>;
+    fn write(&self, buf: &[u8], off: u64) -> Result<(), DiskError>;
+    fn flush(&self) -> Result<(), DiskError>;
+    fn discard(&self, off: u64, len: u64) -> Result<(), DiskError>;
+    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError>;
+}
+
+/// A failed disk operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DiskError {
+    /// The host's errno, when the failure was a system call's (ENOSPC decides `werror=enospc`).
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl From<String> for DiskError {
+    fn from(message: String) -> Self {
+        DiskError { errno: None, message }
+    }
+}
+
+/// Which way a failed request went, as QEMU counts it: flush, discard and write-zeroes are writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    Read,
+    Write,
+}
+
+/// What happens to a request whose disk operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorAction {
+    /// The guest gets IOERR.
+    Report,
+    /// The guest gets OK, as if the operation had worked.
+    Ignore,
+    /// The request is held and served again once the VM, stopped meanwhile, resumes.
+    Stop,
+}
+
+/// Decides (and makes known) what a failed request gets: QEMU's `rerror`/`werror` for the drive.
+pub trait ErrorPolicy: Send + Sync {
+    fn on_error(&self, op: IoOp, err: &DiskError) -> ErrorAction;
+}
+
+/// Every failure is reported to the guest (the default; tests and the fuzz target).
+pub struct ReportErrors;
+
+impl ErrorPolicy for ReportErrors {
+    fn on_error(&self, _op: IoOp, _err: &DiskError) -> ErrorAction {
+        ErrorAction::Report
+    }
 }
 
 /// Device properties that shape the answers.
@@ -192,8 +245,8 @@ fn for_each_piece<M: GuestMemory>(
     mem: &M,
     seg: &Segment,
     access: Permissions,
-    mut f: impl FnMut(&mut [u8], u64) -> Result<(), String>,
-) -> Result<(), Option<String>> {
+    mut f: impl FnMut(&mut [u8], u64) -> Result<(), DiskError>,
+) -> Result<(), Option<DiskError>> {
     let slices = mem.get_slices(GuestAddress(seg.addr), seg.len as usize, access).map_err(|_| None)?;
     let mut done = 0u64;
     for vs in slices {
@@ -219,65 +272,102 @@ fn for_each_piece<M: GuestMemory>(
     Ok(())
 }
 
+/// Why a request was not served.
+enum Failure {
+    /// Answered with this status (a bad request).
+    Status(u8),
+    /// The disk operation failed: the error policy decides.
+    Disk(IoOp, DiskError),
+}
+
+impl From<u8> for Failure {
+    fn from(status: u8) -> Self {
+        Failure::Status(status)
+    }
+}
+
+const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+
+/// A failed piece of guest data: the disk's error, or IOERR if the buffer was not guest memory.
+fn failed(op: IoOp) -> impl Fn(Option<DiskError>) -> Failure {
+    move |e| match e {
+        Some(e) => Failure::Disk(op, e),
+        None => Failure::Status(IOERR),
+    }
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered: the status byte is written.
+    Done(Completion),
+    /// Held by the error policy (`stop`): serve it again once the VM resumes.
+    Retry,
+}
+
 /// Serves requests (stateless: one per device, shared by its I/O threads).
 pub struct Executor {
     pub props: BlkProps,
+    policy: Arc<dyn ErrorPolicy>,
 }
 
 impl Executor {
+    /// An executor that reports every disk failure to the guest.
     pub fn new(props: BlkProps) -> Self {
-        Executor { props }
+        Self::with_policy(props, Arc::new(ReportErrors))
     }
 
-    /// Serves `req` against `disk` and writes the status byte.
-    pub fn execute<M: GuestMemory>(
-        &self,
-        req: &Request,
-        disk: &dyn Disk,
-        mem: &M,
-    ) -> Result<Completion, Fatal> {
+    pub fn with_policy(props: BlkProps, policy: Arc<dyn ErrorPolicy>) -> Self {
+        Executor { props, policy }
+    }
+
+    /// Serves `req` against `disk` and writes the status byte (unless the request is held).
+    pub fn execute<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<Outcome, Fatal> {
+        const OK: u8 = VIRTIO_BLK_S_OK as u8;
         let (status, data_written) = match self.serve(req, disk, mem) {
-            Ok(n) => (VIRTIO_BLK_S_OK as u8, n),
-            Err(s) => (s, 0),
+            Ok(n) => (OK, n),
+            Err(Failure::Status(s)) => (s, 0),
+            Err(Failure::Disk(op, e)) => {
+                tracing::debug!("virtio-blk: {:?} at sector {} failed: {e}", req.kind, req.sector);
+                match self.policy.on_error(op, &e) {
+                    ErrorAction::Report => (IOERR, 0),
+                    ErrorAction::Ignore if req.kind == RequestType::In => (OK, req.data_len() as u32),
+                    ErrorAction::Ignore => (OK, 0),
+                    ErrorAction::Stop => return Ok(Outcome::Retry),
+                }
+            }
         };
         mem.write_obj(status, GuestAddress(req.status)).map_err(|_| Fatal::Memory(req.head))?;
-        Ok(Completion { status, used_len: data_written.saturating_add(1) })
+        Ok(Outcome::Done(Completion { status, used_len: data_written.saturating_add(1) }))
     }
 
-    /// Ok(bytes written to the guest) or Err(status).
-    fn serve<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<u32, u8> {
-        const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
-        const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
-        let failed = |what: &str, e: Option<String>| {
-            if let Some(e) = e {
-                tracing::debug!("virtio-blk: {what} failed: {e}");
-            }
-            IOERR
-        };
+    /// Ok(bytes written to the guest) or why not.
+    fn serve<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<u32, Failure> {
         match req.kind {
             RequestType::In => {
                 let len = req.data_len();
                 let mut off = range(req.sector, len, disk.size()).ok_or(IOERR)?;
                 for seg in &req.data {
                     for_each_piece(mem, seg, Permissions::Write, |buf, at| disk.read(buf, off + at))
-                        .map_err(|e| failed("read", e))?;
+                        .map_err(failed(IoOp::Read))?;
                     off += u64::from(seg.len);
                 }
                 Ok(len as u32)
             }
             RequestType::Out => {
                 if disk.read_only() {
-                    return Err(IOERR);
+                    return Err(IOERR.into());
                 }
                 let mut off = range(req.sector, req.data_len(), disk.size()).ok_or(IOERR)?;
                 for seg in &req.data {
                     for_each_piece(mem, seg, Permissions::Read, |buf, at| disk.write(buf, off + at))
-                        .map_err(|e| failed("write", e))?;
+                        .map_err(failed(IoOp::Write))?;
                     off += u64::from(seg.len);
                 }
                 Ok(0)
             }
-            RequestType::Flush => disk.flush().map(|()| 0).map_err(|e| failed("flush", Some(e))),
+            RequestType::Flush => disk.flush().map(|()| 0).map_err(|e| Failure::Disk(IoOp::Write, e)),
             RequestType::GetId => {
                 let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
                 let n = self.props.serial.len().min(id.len());
@@ -296,17 +386,17 @@ impl Executor {
             }
             RequestType::Discard | RequestType::WriteZeroes => {
                 if !self.props.dwz_offered {
-                    return Err(UNSUPP);
+                    return Err(UNSUPP.into());
                 }
                 if disk.read_only() {
-                    return Err(IOERR);
+                    return Err(IOERR.into());
                 }
                 let len = req.data_len();
                 if len == 0
                     || !len.is_multiple_of(DWZ_SEGMENT_LEN)
                     || len / DWZ_SEGMENT_LEN > u64::from(MAX_DWZ_SEGMENTS)
                 {
-                    return Err(UNSUPP);
+                    return Err(UNSUPP.into());
                 }
                 let mut raw = [0u8; (MAX_DWZ_SEGMENTS as usize) * DWZ_SEGMENT_LEN as usize];
                 let raw = &mut raw[..len as usize];
@@ -319,10 +409,10 @@ impl Executor {
                     let allowed =
                         if req.kind == RequestType::Discard { 0 } else { VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP };
                     if flags & !allowed != 0 {
-                        return Err(UNSUPP);
+                        return Err(UNSUPP.into());
                     }
                     if count > MAX_DWZ_SECTORS {
-                        return Err(IOERR);
+                        return Err(IOERR.into());
                     }
                     let bytes = u64::from(count) * SECTOR;
                     let off = range(sector, bytes, disk.size()).ok_or(IOERR)?;
@@ -334,17 +424,17 @@ impl Executor {
                     }
                     if req.kind == RequestType::Discard {
                         if self.props.discard_unmap {
-                            disk.discard(off, bytes).map_err(|e| failed("discard", Some(e)))?;
+                            disk.discard(off, bytes).map_err(|e| Failure::Disk(IoOp::Write, e))?;
                         }
                     } else {
-                        disk.write_zeroes(off, bytes).map_err(|e| failed("write zeroes", Some(e)))?;
+                        disk.write_zeroes(off, bytes).map_err(|e| Failure::Disk(IoOp::Write, e))?;
                     }
                 }
                 Ok(0)
             }
             RequestType::Unsupported(t) => {
                 tracing::debug!("virtio-blk: unsupported request type {t}");
-                Err(UNSUPP)
+                Err(UNSUPP.into())
             }
         }
     }
@@ -390,24 +480,24 @@ impl Disk for MemDisk {
     fn read_only(&self) -> bool {
         self.read_only
     }
-    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+    fn read(&self, buf: &mut [u8], off: u64) -> Result<(), DiskError> {
         let r = self.slice(off, buf.len() as u64)?;
         buf.copy_from_slice(&self.data.lock().unwrap_or_else(|p| p.into_inner())[r]);
         Ok(())
     }
-    fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
+    fn write(&self, buf: &[u8], off: u64) -> Result<(), DiskError> {
         let r = self.record(off, buf.len() as u64)?;
         self.data.lock().unwrap_or_else(|p| p.into_inner())[r].copy_from_slice(buf);
         Ok(())
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), DiskError> {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
-    fn discard(&self, off: u64, len: u64) -> Result<(), String> {
+    fn discard(&self, off: u64, len: u64) -> Result<(), DiskError> {
         self.write_zeroes(off, len)
     }
-    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
+    fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
         let r = self.record(off, len)?;
         self.data.lock().unwrap_or_else(|p| p.into_inner())[r].fill(0);
         Ok(())
@@ -446,9 +536,16 @@ mod tests {
 
     fn run(disk: &MemDisk, props: BlkProps, c: &Chain, mem: &GuestMemoryMmap<()>) -> Completion {
         let req = parse(c, mem).unwrap();
-        let done = Executor::new(props).execute(&req, disk, mem).unwrap();
+        let done = completed(Executor::new(props).execute(&req, disk, mem));
         assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), done.status);
         done
+    }
+
+    fn completed(o: Result<Outcome, Fatal>) -> Completion {
+        match o {
+            Ok(Outcome::Done(c)) => c,
+            other => panic!("not completed: {other:?}"),
+        }
     }
 
     fn props() -> BlkProps {
@@ -548,20 +645,20 @@ mod tests {
         fn read_only(&self) -> bool {
             false
         }
-        fn read(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        fn read(&self, buf: &mut [u8], off: u64) -> Result<(), DiskError> {
             self.inner.read(buf, off)
         }
-        fn write(&self, buf: &[u8], off: u64) -> Result<(), String> {
+        fn write(&self, buf: &[u8], off: u64) -> Result<(), DiskError> {
             self.inner.write(buf, off)
         }
-        fn flush(&self) -> Result<(), String> {
+        fn flush(&self) -> Result<(), DiskError> {
             *self.status_during_flush.lock().unwrap() = self.mem.read_obj::<u8>(GuestAddress(STATUS)).ok();
-            Err("disk gone".into())
+            Err(DiskError { errno: Some(libc::EIO), message: "disk gone".into() })
         }
-        fn discard(&self, off: u64, len: u64) -> Result<(), String> {
+        fn discard(&self, off: u64, len: u64) -> Result<(), DiskError> {
             self.inner.discard(off, len)
         }
-        fn write_zeroes(&self, off: u64, len: u64) -> Result<(), String> {
+        fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
             self.inner.write_zeroes(off, len)
         }
     }
@@ -575,7 +672,7 @@ mod tests {
             status_during_flush: Default::default(),
         };
         let c = chain(&m, VIRTIO_BLK_T_FLUSH, 0, 0, false);
-        let done = Executor::new(props()).execute(&parse(&c, &m).unwrap(), &disk, &m).unwrap();
+        let done = completed(Executor::new(props()).execute(&parse(&c, &m).unwrap(), &disk, &m));
         assert_eq!(
             *disk.status_during_flush.lock().unwrap(),
             Some(0xaa),
@@ -605,7 +702,74 @@ mod tests {
         disk.data.lock().unwrap()[1024..1536].fill(7);
         let req = parse(&c, &m).unwrap();
         assert_eq!((req.kind, req.sector, req.data_len(), req.status), (RequestType::In, 2, 512, DATA + 512));
-        let done = Executor::new(props()).execute(&req, &disk, &m).unwrap();
+        let done = completed(Executor::new(props()).execute(&req, &disk, &m));
         assert_eq!(done, Completion { status: 0, used_len: 513 });
+    }
+
+    /// Writes fail with ENOSPC, reads with EIO.
+    struct FullDisk(MemDisk);
+
+    impl Disk for FullDisk {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn read(&self, _buf: &mut [u8], _off: u64) -> Result<(), DiskError> {
+            Err(DiskError { errno: Some(libc::EIO), message: "Input/output error".into() })
+        }
+        fn write(&self, _buf: &[u8], _off: u64) -> Result<(), DiskError> {
+            Err(DiskError { errno: Some(libc::ENOSPC), message: "No space left on device".into() })
+        }
+        fn flush(&self) -> Result<(), DiskError> {
+            self.0.flush()
+        }
+        fn discard(&self, off: u64, len: u64) -> Result<(), DiskError> {
+            self.0.discard(off, len)
+        }
+        fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
+            self.0.write_zeroes(off, len)
+        }
+    }
+
+    /// A fixed answer, remembering what it was asked.
+    struct Fixed(ErrorAction, std::sync::Mutex<Vec<(IoOp, Option<i32>)>>);
+
+    impl ErrorPolicy for Fixed {
+        fn on_error(&self, op: IoOp, err: &DiskError) -> ErrorAction {
+            self.1.lock().unwrap().push((op, err.errno));
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_error_policy_decides_what_a_failed_request_gets() {
+        let m = mem();
+        let disk = FullDisk(MemDisk::new(8192, false));
+        let run_with = |action, kind, len, writable| {
+            m.write_obj(0xaau8, GuestAddress(STATUS)).unwrap();
+            let policy = Arc::new(Fixed(action, Default::default()));
+            let exec = Executor::with_policy(props(), policy.clone());
+            let c = chain(&m, kind, 0, len, writable);
+            let out = exec.execute(&parse(&c, &m).unwrap(), &disk, &m).unwrap();
+            let asked = policy.1.lock().unwrap().clone();
+            (out, m.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), asked)
+        };
+        let (out, status, asked) = run_with(ErrorAction::Report, VIRTIO_BLK_T_OUT, 512, false);
+        assert_eq!(out, Outcome::Done(Completion { status: 1, used_len: 1 }));
+        assert_eq!((status, asked), (1, vec![(IoOp::Write, Some(libc::ENOSPC))]));
+        let (out, status, _) = run_with(ErrorAction::Ignore, VIRTIO_BLK_T_OUT, 512, false);
+        assert_eq!((out, status), (Outcome::Done(Completion { status: 0, used_len: 1 }), 0));
+        let (out, status, asked) = run_with(ErrorAction::Ignore, VIRTIO_BLK_T_IN, 512, true);
+        assert_eq!((out, status), (Outcome::Done(Completion { status: 0, used_len: 513 }), 0));
+        assert_eq!(asked, vec![(IoOp::Read, Some(libc::EIO))]);
+        // Held: no status byte, nothing for the used ring.
+        let (out, status, _) = run_with(ErrorAction::Stop, VIRTIO_BLK_T_OUT, 512, false);
+        assert_eq!((out, status), (Outcome::Retry, 0xaa));
+        // Bad requests never reach the policy.
+        let (out, _, asked) = run_with(ErrorAction::Stop, VIRTIO_BLK_T_OUT, 512 * 100, false);
+        assert!(matches!(out, Outcome::Done(Completion { status: 1, .. })), "{out:?}");
+        assert!(asked.is_empty());
     }
 }
