@@ -257,6 +257,141 @@ fn werror_stop_holds_the_request_until_cont() {
     tool("qemu-io", &["-f", "raw", "-c", "read -P 0xa1 4096 4096", "-c", "read -P 0xb2 524288 4096", i]);
 }
 
+/// A paused vmm whose virtio-blk disk is the qcow2 `top`; the guest runs `ops` once `cont`ed.
+fn guest_on_a_chain(dir: &Path, top: &Path, ops: &str) -> (Server, proto_tests::Conn, PathBuf) {
+    let com1 = dir.join("com1.txt");
+    let serial = format!("file:{}", com1.display());
+    let append = format!("action=blk quiet ops={ops}");
+    let drive = format!("file={},format=qcow2,if=none,id=d0", top.display());
+    let mut s = paused_vmm_with_qmp(&[
+        "-no-shutdown",
+        "-append",
+        &append,
+        "-serial",
+        &serial,
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0,id=vd0",
+    ]);
+    let mut c = s.connect_unix("qmp.sock");
+    c.negotiate();
+    (s, c, com1)
+}
+
+/// Guest writes while an active commit mirrors (READY), then the pivot: every write the guest
+/// saw complete is in the base, beside the base's own data.
+#[test]
+fn guest_writes_during_an_active_commit_land_in_the_base() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let (base, top) = (dir.path().join("base.qcow2"), dir.path().join("top.qcow2"));
+    let (b, t) = (base.to_str().unwrap(), top.to_str().unwrap());
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", b, "1M"]);
+    tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x11 0 64k", b]);
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", t]);
+    tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x22 64k 64k", t]);
+    let (s, mut c, com1) = guest_on_a_chain(dir.path(), &top, "w:0:8:a1,w:512:8:b2,f");
+    let r = c.execute("block-commit", Some(json!({"device": "d0", "job-id": "cm0"})));
+    assert_eq!(r, json!({"return": {}}));
+    wait_event(&mut c, "BLOCK_JOB_READY");
+    assert_eq!(c.execute("cont", None), json!({"return": {}}));
+    let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
+    for line in ["blk: w 0+8 status 0", "blk: w 512+8 status 0", "blk: f status 0"] {
+        assert!(out.contains(line), "missing {line:?}:\n{out}");
+    }
+    assert_eq!(c.execute("block-job-complete", Some(json!({"device": "cm0"}))), json!({"return": {}}));
+    let done = wait_event(&mut c, "BLOCK_JOB_COMPLETED");
+    assert!(done["data"].get("error").is_none(), "{done}");
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["inserted"]["file"], b, "the drive pivoted to the base: {r}");
+    c.execute("quit", None);
+    drop(c);
+    drop(s);
+    tool(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-r",
+            "-c",
+            "read -P 0xa1 0 4k",
+            "-c",
+            "read -P 0x11 4k 60k",
+            "-c",
+            "read -P 0x22 64k 64k",
+            "-c",
+            "read -P 0xb2 256k 4k",
+            "-c",
+            "read -P 0 260k 764k",
+            b,
+        ],
+    );
+    let check = tool("qemu-img", &["check", b]);
+    assert!(check.contains("No errors were found"), "{check}");
+}
+
+/// Guest writes while a (rate-limited) stream copies the backing chain into the top: the top
+/// ends with no backing file and holds the guest's writes over the chain's data.
+#[test]
+fn guest_writes_during_a_stream_land_in_the_top() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.qcow2");
+    let mid = dir.path().join("mid.qcow2");
+    let top = dir.path().join("top.qcow2");
+    let (b, m, t) = (base.to_str().unwrap(), mid.to_str().unwrap(), top.to_str().unwrap());
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", b, "1M"]);
+    tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x11 0 512k", b]);
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", m]);
+    tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x22 256k 256k", m]);
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", m, "-F", "qcow2", t]);
+    let (s, mut c, com1) = guest_on_a_chain(dir.path(), &top, "w:0:8:a1,w:1024:8:b2,w:1536:8:c3,f");
+    // 1 MiB at 512 KiB/s: the job is still copying while the guest writes.
+    let r = c.execute("block-stream", Some(json!({"device": "d0", "job-id": "st0", "speed": 524288})));
+    assert_eq!(r, json!({"return": {}}));
+    assert_eq!(c.execute("cont", None), json!({"return": {}}));
+    let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
+    for line in ["blk: w 0+8 status 0", "blk: w 1024+8 status 0", "blk: w 1536+8 status 0", "blk: f status 0"]
+    {
+        assert!(out.contains(line), "missing {line:?}:\n{out}");
+    }
+    let r = c.execute("query-block-jobs", None);
+    assert_eq!(r["return"][0]["device"], "st0", "the guest wrote while the job ran: {r}");
+    let done = wait_event(&mut c, "BLOCK_JOB_COMPLETED");
+    assert!(done["data"].get("error").is_none(), "{done}");
+    c.execute("quit", None);
+    drop(c);
+    drop(s);
+    let info = tool("qemu-img", &["info", t]);
+    assert!(!info.contains("backing file:"), "{info}");
+    tool(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-r",
+            "-c",
+            "read -P 0xa1 0 4k",
+            "-c",
+            "read -P 0x11 4k 252k",
+            "-c",
+            "read -P 0x22 256k 256k",
+            "-c",
+            "read -P 0xb2 512k 4k",
+            "-c",
+            "read -P 0 516k 252k",
+            "-c",
+            "read -P 0xc3 768k 4k",
+            "-c",
+            "read -P 0 772k 252k",
+            t,
+        ],
+    );
+    let check = tool("qemu-img", &["check", t]);
+    assert!(check.contains("No errors were found"), "{check}");
+}
+
 #[test]
 fn query_pci_and_info_pci() {
     require_kvm();
