@@ -43,7 +43,11 @@ pub fn node_info(e: &NodeEntry, flat: bool, writeback: bool) -> Result<BlockDevi
             let image =
                 if flat { e.node.info() } else { e.node.info_recursive() }.map_err(|x| x.to_string())?;
             let depth = if flat { 0 } else { e.node.chain().len() as i64 - 1 };
-            (image, e.node.backing_name(), depth)
+            // QEMU's `bs->backing_file`: the attached backing node's filename (set when it is
+            // attached), else the header's string.
+            let backing_file =
+                e.node.backing().map(|b| b.filename().to_string()).or_else(|| e.node.backing_name());
+            (image, backing_file, depth)
         }
     };
     Ok(BlockDeviceInfo {
@@ -106,6 +110,28 @@ pub fn query_block(graph: &BlockGraph) -> Result<Vec<BlockInfo>, String> {
 mod tests {
     use super::*;
     use crate::blockdev::drive::DriveNamer;
+
+    /// QEMU reports the opened backing node's filename, not the header's relative string.
+    #[test]
+    fn backing_file_is_the_opened_backing_files_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.qcow2");
+        let top = dir.path().join("top.qcow2");
+        let mut o = block::qcow2::create::CreateOptions { size: 1 << 20, ..Default::default() };
+        block::qcow2::create::create(&base, &o).unwrap();
+        o.backing_file = Some("base.qcow2".into());
+        o.backing_format = Some("qcow2".into());
+        block::qcow2::create::create(&top, &o).unwrap();
+        let g = BlockGraph::new();
+        let spec = DriveNamer::default()
+            .drive(&format!("file={},format=qcow2,if=none,id=d0", top.display()))
+            .unwrap();
+        g.open_drive(&spec).unwrap();
+        let info = query_block(&g).unwrap();
+        let inserted = info[0].inserted.as_ref().unwrap();
+        assert_eq!(inserted.backing_file.as_deref(), Some(base.to_str().unwrap()));
+        assert_eq!(inserted.backing_file_depth, 1);
+    }
 
     #[test]
     fn drives_with_a_device_show_it_and_their_io_status() {
