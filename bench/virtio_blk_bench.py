@@ -46,6 +46,8 @@ def main():
     ap.add_argument("--bs", type=int, default=256, help="request size in KiB")
     ap.add_argument("--depth", type=int, default=8, help="requests in flight")
     ap.add_argument("--size", type=int, default=128, help="image size in MiB")
+    ap.add_argument("--cases", default="raw-read,raw-write,qcow2-read,qcow2-write",
+                    help="comma-separated subset of raw-read,raw-write,qcow2-read,qcow2-write")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="vblk-bench-")
@@ -74,6 +76,8 @@ def main():
     print(f"{'case':<14}{'ours':>9}{'QEMU':>9}{'ratio':>8}  {'ours best':>10}{'QEMU best':>10}{'ratio':>8}")
     for fmt, img in (("raw", raw), ("qcow2", qcow2)):
         for rw in ("read", "write"):
+            if f"{fmt}-{rw}" not in a.cases.split(","):
+                continue
             append = f"action=blkbench quiet rw={rw[0]} bs={a.bs} depth={a.depth} mb={a.mb}"
             o, q = [], []
             for _ in range(a.runs):

@@ -2,7 +2,7 @@
 # virtio-blk throughput: ours vs QEMU's virtio-blk-pci, same PVH test guest (action=blkbench),
 # same images, in one run. Sequential reads and writes of large requests with several in flight,
 # on raw and on qcow2; prints MiB/s and the ratio ours/QEMU for each.
-# Usage: bench/virtio_blk_bench.sh [--runs N] [--mb N] [--bs KiB] [--depth N] [--size MiB]
+# Usage: bench/virtio_blk_bench.sh [--runs N] [--mb N] [--bs KiB] [--depth N] [--size MiB] [--cases raw-read,...]
 # VMM=path/to/vmm selects the vmm binary (default: a release build of this tree).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
