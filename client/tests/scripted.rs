@@ -111,6 +111,11 @@ fn qmp_shell_arguments_are_typed_from_the_schema() {
     let r = vmmon(&[&s.unix(), "-c", "human-monitor-command command-line=123"], "").expect(0);
     assert!(r.stdout.contains("unknown command: '123'"), "{}", r.stdout);
     assert!(!r.stderr.contains("Invalid parameter type"), "{}", r.stderr);
+    // `property` is a str too: 123 stays a string, and the server looks it up.
+    let r = vmmon(&[&s.unix(), "-c", "qom-get path=/machine property=123"], "").expect(1);
+    assert!(r.stderr.contains("Error (GenericError): Property 'none-machine.123' not found"), "{}", r.stderr);
+    let r = vmmon(&[&s.unix(), "-c", "qom-get path=/machine property=type"], "").expect(0);
+    assert_eq!(r.stdout, "none-machine\n");
     // A bool-typed argument given as `true` reaches the server as JSON true (a string would get
     // "Invalid parameter type for 'flat', expected: boolean").
     let r = vmmon(&[&s.unix(), "--compact", "-c", "query-named-block-nodes flat=true"], "");

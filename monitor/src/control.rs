@@ -39,6 +39,8 @@ pub enum ControlRequest {
     Block(Box<crate::block::BlockRequest>),
     /// `query-pci`.
     QueryPci(Reply<Vec<crate::commands::pci::PciInfo>>),
+    /// The machine's QOM subtree (`/machine`) for `qom-list` / `qom-get`.
+    QomMachine(Reply<crate::commands::qom::QomObject>),
 }
 
 /// Why a request failed, in terms the monitor maps to QMP error classes.

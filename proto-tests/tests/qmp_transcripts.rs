@@ -47,3 +47,8 @@ fn ids() {
 fn oob() {
     run("oob");
 }
+
+#[test]
+fn qom() {
+    run("qom");
+}

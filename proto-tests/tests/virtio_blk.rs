@@ -403,6 +403,18 @@ fn query_pci_and_info_pci() {
         paused_vmm_with_qmp(&["-drive", &drive, "-device", "virtio-blk-pci,drive=d0,id=vd0,addr=0x5"]);
     let mut c = s.connect_unix("qmp.sock");
     c.negotiate();
+    // The device in QOM, where QEMU has it: its properties, and the backend `query-block` names.
+    let qdev = c.execute("query-block", None)["return"][0]["qdev"].clone();
+    assert_eq!(qdev, "/machine/peripheral/vd0/virtio-backend");
+    let get = |c: &mut proto_tests::Conn, path: &Value, property: &str| {
+        c.execute("qom-get", Some(json!({"path": path, "property": property})))["return"].clone()
+    };
+    assert_eq!(get(&mut c, &qdev, "type"), "virtio-blk-device");
+    assert_eq!(get(&mut c, &qdev, "drive"), "d0");
+    assert_eq!(get(&mut c, &json!("vd0"), "type"), "virtio-blk-pci");
+    assert_eq!(get(&mut c, &json!("vd0"), "addr"), 5 * 8);
+    let r = c.execute("qom-list", Some(json!({"path": "/machine/peripheral"})));
+    assert_eq!(r["return"][1], json!({"name": "vd0", "type": "child<virtio-blk-pci>"}));
     let r = c.execute("query-pci", None);
     let devices = &r["return"][0]["devices"];
     assert_eq!(r["return"][0]["bus"], 0);

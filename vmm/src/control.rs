@@ -11,6 +11,7 @@
 //! `-machine none` has no machine: the same rules apply with nothing to drive.
 
 use monitor::commands::pci::{PciDeviceClass, PciDeviceId, PciDeviceInfo, PciInfo, PciMemoryRegion};
+use monitor::commands::qom::QomObject;
 use monitor::control::{
     ControlError, ControlRequest, CpuInfoFast, CpuInstanceProperties, RunState, ShutdownCause,
 };
@@ -64,6 +65,8 @@ pub struct ControlLoop {
     policy: Policy,
     /// Whether the machine's vCPUs have been started once (leaving prelaunch the first time).
     started: bool,
+    /// `/machine` for `qom-list` / `qom-get`.
+    qom: QomObject,
 }
 
 impl ControlLoop {
@@ -77,7 +80,8 @@ impl ControlLoop {
         start_paused: bool,
     ) -> Result<Self, MachineError> {
         let block = BlockService::start(blockdev, events.clone()).map_err(MachineError::Other)?;
-        let mut lp = ControlLoop { machine, block, events, state, policy, started: false };
+        let qom = QomObject::machine("none", "", "", "");
+        let mut lp = ControlLoop { machine, block, events, state, policy, started: false, qom };
         if start_paused {
             lp.set_state(RunState::Prelaunch);
         } else {
@@ -128,6 +132,12 @@ impl ControlLoop {
             eprintln!("vmm: {e}");
         }
         exit
+    }
+
+    /// The machine's QOM subtree (it does not change: there is no hot-plug).
+    pub fn with_qom(mut self, qom: QomObject) -> Self {
+        self.qom = qom;
+        self
     }
 
     fn state(&self) -> RunState {
@@ -189,6 +199,9 @@ impl ControlLoop {
             }
             ControlRequest::QueryPci(reply) => {
                 let _ = reply.send(Ok(self.pci()));
+            }
+            ControlRequest::QomMachine(reply) => {
+                let _ = reply.send(Ok(self.qom.clone()));
             }
             ControlRequest::InfoRegisters { cpu, reply } => {
                 let r = match self.machine.as_ref() {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use monitor::commands::qom::QomObject;
 use monitor::control::{ControlHandle, RunState};
 use monitor::events::{EventBus, SystemClock};
 use monitor::{KvmInfo, Monitor, MonitorConfig};
@@ -89,13 +90,20 @@ async fn serve(config: Config, daemon: Option<Daemon>) -> Result<u8, LaunchError
         }
     }
 
+    let mut qom = qom_machine(&config);
     let machine = if config.is_machine_none() {
         None
     } else {
-        Some(build_machine(&config, guest_tx, links, signal_tx.clone(), disks, &blockdev)?)
+        let (machine, devices) =
+            build_machine(&config, guest_tx, links, signal_tx.clone(), disks, &blockdev)?;
+        for (id, device) in devices {
+            qom.add_device(id.as_deref(), device);
+        }
+        Some(machine)
     };
     let policy = Policy { no_reboot: config.no_reboot, no_shutdown: config.no_shutdown };
-    let control = ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?;
+    let control =
+        ControlLoop::new(machine, blockdev, events, state_tx, policy, config.start_paused)?.with_qom(qom);
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("control".into())
@@ -140,7 +148,7 @@ fn build_machine(
     host_tx: mpsc::UnboundedSender<HostRequest>,
     disks: Vec<BlkDevice>,
     graph: &Arc<BlockGraph>,
-) -> Result<Box<dyn Machine>, LaunchError> {
+) -> Result<(Box<dyn Machine>, Vec<(Option<String>, QomObject)>), LaunchError> {
     let probe = kvm::probe()?;
     if let Some(note) = probe.slow_note() {
         eprintln!("vmm: {note}");
@@ -153,8 +161,21 @@ fn build_machine(
     let outputs = serial::outputs(&mc.serial, &links).map_err(LaunchError::Config)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let machine = kvm::KvmMachine::new(&mc, outputs, tx)?;
+    let mut qom_devices = Vec::new();
     for d in disks {
         let name = d.id.clone().unwrap_or_else(|| d.backend.name().to_string());
+        let drive = match d.backend.name() {
+            "" => graph.name_of(&d.backend.root()).unwrap_or_default(),
+            n => n.to_string(),
+        };
+        let blk_props = |o: QomObject| {
+            o.prop("drive", "str", drive.clone())
+                .prop("serial", "str", d.config.serial.clone().unwrap_or_default())
+                .prop("num-queues", "uint16", d.config.num_queues)
+                .prop("queue-size", "uint16", d.config.queue_size)
+        };
+        let qom_device = blk_props(QomObject::new("virtio-blk-pci"));
+        let qom_backend = blk_props(QomObject::new("virtio-blk-device"));
         let tx = host_tx.clone();
         let report: ReportFn = Box::new(move |r| {
             let _ = tx.send(HostRequest::BlockIoError(r));
@@ -163,10 +184,13 @@ fn build_machine(
         let blk = VirtioBlk::new(d.backend, d.config, &format!("blk {name}"))
             .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?
             .with_error_policy(policy);
-        machine
+        let slot = machine
             .pci()
             .add_virtio(Box::new(blk), d.id.as_deref().unwrap_or(""), d.slot)
             .map_err(|e| LaunchError::Config(format!("{}: {e}", d.option)))?;
+        let qom_device =
+            qom_device.prop("addr", "int32", i64::from(slot) * 8).child("virtio-backend", qom_backend);
+        qom_devices.push((d.id, qom_device));
     }
     serial::connect_input(&machine, &mc.serial, links, move || {
         let _ = host_tx.send(HostRequest::UiQuit);
@@ -181,7 +205,32 @@ fn build_machine(
             }
         })
         .map_err(|e| LaunchError::Io(format!("cannot start a thread: {e}")))?;
-    Ok(Box::new(machine))
+    Ok((Box::new(machine), qom_devices))
+}
+
+/// `/machine` in QOM before devices are added: QEMU's `<type>-machine` with the boot options.
+fn qom_machine(config: &Config) -> QomObject {
+    let machine_type = match config.machine_type.as_deref() {
+        None | Some("pc") => "vmm",
+        Some("q35") => "vmm-q35",
+        Some("microvm") => "vmm-microvm",
+        Some(other) => other,
+    };
+    let path =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut qom = QomObject::machine(
+        machine_type,
+        &path(&config.kernel),
+        &path(&config.initrd),
+        config.append.as_deref().unwrap_or_default(),
+    );
+    if !config.is_machine_none() {
+        let model = config.cpu.as_deref().and_then(|c| c.split(',').next()).unwrap_or("host");
+        for i in 0..config.machine_config().smp.cpus {
+            qom.add_unattached(QomObject::new(&format!("{model}-x86_64-cpu")).prop("cpu-index", "uint32", i));
+        }
+    }
+    qom
 }
 
 /// A virtio-blk device to plug in once the machine exists.

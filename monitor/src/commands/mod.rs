@@ -9,6 +9,7 @@ mod machine;
 mod migration;
 pub mod pci;
 mod protocol;
+pub mod qom;
 mod run_state;
 mod yank;
 
@@ -27,4 +28,5 @@ pub fn register_all(reg: &mut Registry) {
     block::register(reg);
     jobs::register(reg);
     pci::register(reg);
+    qom::register(reg);
 }

@@ -88,6 +88,9 @@ async fn control_loop(
             ControlRequest::QueryPci(reply) => {
                 let _ = reply.send(Ok(fake_pci()));
             }
+            ControlRequest::QomMachine(reply) => {
+                let _ = reply.send(Ok(monitor::commands::qom::QomObject::machine("none", "", "", "")));
+            }
             ControlRequest::InfoRegisters { cpu, reply } => {
                 let r = if cpu < cpus {
                     Ok(format!("RAX=000000000000000{cpu} RBX=0000000000000000\nRIP=000000000000fff0\n"))

@@ -12,13 +12,14 @@ mod cpus;
 mod help;
 mod info;
 mod pci;
+mod qom;
 mod run_state;
 
 use super::table::HmpCommand;
 
 /// Slices that make up the main table.
 pub(super) const MAIN: &[&[HmpCommand]] =
-    &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS];
+    &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS, qom::COMMANDS];
 
 /// Slices that make up the `info` table.
 pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, block::INFO, pci::INFO];
