@@ -148,7 +148,7 @@ fn build_machine(
     host_tx: mpsc::UnboundedSender<HostRequest>,
     disks: Vec<BlkDevice>,
     graph: &Arc<BlockGraph>,
-) -> Result<(Box<dyn Machine>, Vec<(Option<String>, QomObject)>), LaunchError> {
+) -> Result<(Box<dyn Machine>, QomDevices), LaunchError> {
     let probe = kvm::probe()?;
     if let Some(note) = probe.slow_note() {
         eprintln!("vmm: {note}");
@@ -232,6 +232,9 @@ fn qom_machine(config: &Config) -> QomObject {
     }
     qom
 }
+
+/// The devices of a built machine as QOM objects, with their `id` (peripheral) or none (anon).
+type QomDevices = Vec<(Option<String>, QomObject)>;
 
 /// A virtio-blk device to plug in once the machine exists.
 struct BlkDevice {
