@@ -52,3 +52,8 @@ fn oob() {
 fn qom() {
     run("qom");
 }
+
+#[test]
+fn client_queries() {
+    run("client_queries");
+}

@@ -1,5 +1,7 @@
 //! Identity and machine queries: query-name, query-uuid, query-kvm, query-target,
-//! query-machines, query-current-machine, query-cpus-fast, query-memory-size-summary.
+//! query-machines, query-current-machine, query-cpus-fast, query-memory-size-summary,
+//! query-iothreads, query-hotpluggable-cpus and query-balloon (no CPU hot-plug, no balloon:
+//! QEMU's answers for a machine without them).
 
 use std::sync::Arc;
 
@@ -61,6 +63,40 @@ struct MachineInfo {
     default_ram_id: Option<String>,
 }
 
+/// `IOThreadInfo` (`-object iothread` is not supported: the list is always empty).
+#[derive(Debug, Serialize, Qapi)]
+pub struct IoThreadInfo {
+    id: String,
+    #[serde(rename = "thread-id")]
+    thread_id: i64,
+    #[serde(rename = "poll-max-ns")]
+    poll_max_ns: i64,
+    #[serde(rename = "poll-grow")]
+    poll_grow: i64,
+    #[serde(rename = "poll-shrink")]
+    poll_shrink: i64,
+    #[serde(rename = "aio-max-batch")]
+    aio_max_batch: i64,
+}
+
+/// `HotpluggableCPU`.
+#[derive(Debug, Serialize, Qapi)]
+pub struct HotpluggableCpu {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(rename = "vcpus-count")]
+    vcpus_count: i64,
+    props: crate::control::CpuInstanceProperties,
+    #[serde(rename = "qom-path", skip_serializing_if = "Option::is_none")]
+    qom_path: Option<String>,
+}
+
+/// `BalloonInfo`.
+#[derive(Debug, Serialize, Qapi)]
+pub struct BalloonInfo {
+    actual: i64,
+}
+
 /// The machine types `-machine` accepts: ours, under QEMU's names as aliases, and `none`.
 fn machine_list() -> Vec<MachineInfo> {
     let ours = |name: &str, alias: Option<&str>, is_default: bool| MachineInfo {
@@ -109,6 +145,20 @@ pub(super) fn register(reg: &mut Registry) {
     });
     reg.add("query-memory-size-summary", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
         Ok::<_, QmpError>(MemoryInfo { base_memory: m.config.memory_bytes, plugged_memory: Some(0) })
+    });
+    reg.add("query-iothreads", Flags::default(), |_m, _a: Empty| async {
+        Ok::<Vec<IoThreadInfo>, QmpError>(Vec::new())
+    });
+    // No machine here supports CPU hot-plug (`hotpluggable-cpus: false` in query-machines):
+    // QEMU's answer for such a machine.
+    reg.add("query-hotpluggable-cpus", Flags::default(), |_m, _a: Empty| async {
+        Err::<Vec<HotpluggableCpu>, _>(QmpError::generic(
+            "The feature 'query-hotpluggable-cpus' is not enabled",
+        ))
+    });
+    // There is no balloon device: QEMU's answer without one.
+    reg.add("query-balloon", Flags::default(), |_m, _a: Empty| async {
+        Err::<BalloonInfo, _>(QmpError::device_not_active("No balloon device has been activated"))
     });
     reg.add("query-cpus-fast", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
         Ok::<Vec<CpuInfoFast>, QmpError>(m.control.call(ControlRequest::QueryCpusFast).await?)

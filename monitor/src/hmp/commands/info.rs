@@ -63,6 +63,30 @@ pub(super) const INFO: &[HmpCommand] = &[
         handler: history,
         sub_table: None,
     },
+    HmpCommand {
+        names: "iothreads",
+        args_type: "",
+        params: "",
+        help: "show iothreads",
+        handler: iothreads,
+        sub_table: None,
+    },
+    HmpCommand {
+        names: "balloon",
+        args_type: "",
+        params: "",
+        help: "show balloon information",
+        handler: balloon,
+        sub_table: None,
+    },
+    HmpCommand {
+        names: "hotpluggable-cpus",
+        args_type: "",
+        params: "",
+        help: "Show information about hotpluggable CPUs",
+        handler: hotpluggable_cpus,
+        sub_table: None,
+    },
 ];
 
 fn int(v: &Value, key: &str) -> i64 {
@@ -128,6 +152,53 @@ fn name(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
         let Some(info) = ctx.qmp_simple("query-name").await else { return };
         if let Some(name) = info.get("name").and_then(Value::as_str) {
             out!(ctx, "{name}\n");
+        }
+    })
+}
+
+/// `hmp_info_iothreads`.
+fn iothreads(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let Some(list) = ctx.qmp_simple("query-iothreads").await else { return };
+        for t in list.as_array().into_iter().flatten() {
+            let int = |k: &str| t.get(k).and_then(Value::as_i64).unwrap_or(0);
+            out!(ctx, "{}:\n", text(t, "id"));
+            out!(ctx, "  thread_id={}\n", int("thread-id"));
+            out!(ctx, "  poll-max-ns={}\n", int("poll-max-ns"));
+            out!(ctx, "  poll-grow={}\n", int("poll-grow"));
+            out!(ctx, "  poll-shrink={}\n", int("poll-shrink"));
+            out!(ctx, "  aio-max-batch={}\n", int("aio-max-batch"));
+        }
+    })
+}
+
+/// `hmp_info_balloon` (only its error path can happen here: there is no balloon).
+fn balloon(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let Some(info) = ctx.qmp_simple("query-balloon").await else { return };
+        let mib = info.get("actual").and_then(Value::as_i64).unwrap_or(0) >> 20;
+        out!(ctx, "balloon: actual={mib}\n");
+    })
+}
+
+/// `hmp_hotpluggable_cpus` (only its error path can happen here: no machine has CPU hot-plug).
+fn hotpluggable_cpus(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let Some(list) = ctx.qmp_simple("query-hotpluggable-cpus").await else { return };
+        out!(ctx, "Hotpluggable CPUs:\n");
+        for c in list.as_array().into_iter().flatten() {
+            out!(ctx, "  type: \"{}\"\n", text(c, "type"));
+            out!(ctx, "  vcpus_count: \"{}\"\n", c.get("vcpus-count").and_then(Value::as_i64).unwrap_or(0));
+            if let Some(p) = c.get("qom-path").and_then(Value::as_str) {
+                out!(ctx, "  qom_path: \"{p}\"\n");
+            }
+            out!(ctx, "  CPUInstance Properties:\n");
+            let props = c.get("props").cloned().unwrap_or(Value::Null);
+            for k in ["socket-id", "core-id", "thread-id"] {
+                if let Some(v) = props.get(k).and_then(Value::as_i64) {
+                    out!(ctx, "    {k}: \"{v}\"\n");
+                }
+            }
         }
     })
 }
