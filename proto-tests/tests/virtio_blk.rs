@@ -257,6 +257,18 @@ fn werror_stop_holds_the_request_until_cont() {
     tool("qemu-io", &["-f", "raw", "-c", "read -P 0xa1 4096 4096", "-c", "read -P 0xb2 524288 4096", i]);
 }
 
+/// `qemu-io -r` finds every `read -P` pattern in the qcow2 `image`, and `qemu-img check` is clean.
+fn qcow2_holds(image: &str, reads: &[&str]) {
+    let mut args = vec!["-f", "qcow2", "-r"];
+    for r in reads {
+        args.extend(["-c", r]);
+    }
+    args.push(image);
+    tool("qemu-io", &args);
+    let check = tool("qemu-img", &["check", image]);
+    assert!(check.contains("No errors were found"), "{check}");
+}
+
 /// A paused vmm whose virtio-blk disk is the qcow2 `top`; the guest runs `ops` once `cont`ed.
 fn guest_on_a_chain(dir: &Path, top: &Path, ops: &str) -> (Server, proto_tests::Conn, PathBuf) {
     let com1 = dir.join("com1.txt");
@@ -308,27 +320,16 @@ fn guest_writes_during_an_active_commit_land_in_the_base() {
     c.execute("quit", None);
     drop(c);
     drop(s);
-    tool(
-        "qemu-io",
+    qcow2_holds(
+        b,
         &[
-            "-f",
-            "qcow2",
-            "-r",
-            "-c",
             "read -P 0xa1 0 4k",
-            "-c",
             "read -P 0x11 4k 60k",
-            "-c",
             "read -P 0x22 64k 64k",
-            "-c",
             "read -P 0xb2 256k 4k",
-            "-c",
             "read -P 0 260k 764k",
-            b,
         ],
     );
-    let check = tool("qemu-img", &["check", b]);
-    assert!(check.contains("No errors were found"), "{check}");
 }
 
 /// Guest writes while a (rate-limited) stream copies the backing chain into the top: the top
@@ -365,31 +366,18 @@ fn guest_writes_during_a_stream_land_in_the_top() {
     drop(s);
     let info = tool("qemu-img", &["info", t]);
     assert!(!info.contains("backing file:"), "{info}");
-    tool(
-        "qemu-io",
+    qcow2_holds(
+        t,
         &[
-            "-f",
-            "qcow2",
-            "-r",
-            "-c",
             "read -P 0xa1 0 4k",
-            "-c",
             "read -P 0x11 4k 252k",
-            "-c",
             "read -P 0x22 256k 256k",
-            "-c",
             "read -P 0xb2 512k 4k",
-            "-c",
             "read -P 0 516k 252k",
-            "-c",
             "read -P 0xc3 768k 4k",
-            "-c",
             "read -P 0 772k 252k",
-            t,
         ],
     );
-    let check = tool("qemu-img", &["check", t]);
-    assert!(check.contains("No errors were found"), "{check}");
 }
 
 #[test]
