@@ -87,12 +87,14 @@ pub fn drive_info(graph: &BlockGraph, b: &BlockBackend) -> Result<BlockInfo, Str
     Ok(BlockInfo {
         device: b.name().to_string(),
         io_status: qdev.as_ref().map(|_| io_status(b.io_status())),
-        qdev,
         kind: "unknown".into(),
-        removable: false,
+        // QEMU's blk_dev_has_removable_media: a drive no device uses counts as removable
+        // (virtio-blk has no removable media).
+        removable: qdev.is_none(),
         locked: false,
         inserted,
         tray_open: None,
+        qdev,
     })
 }
 
