@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An open image file.
 #[derive(Debug)]
@@ -18,6 +18,26 @@ pub struct ImageFile {
     writable: bool,
     /// QEMU's `cache.no-flush` / `cache=unsafe`: flushes succeed without syncing.
     no_flush: AtomicBool,
+    stats: Counters,
+}
+
+/// What `query-blockstats` reports for a file node.
+#[derive(Debug, Default)]
+struct Counters {
+    wr_highest_offset: AtomicU64,
+    discard_nb_ok: AtomicU64,
+    discard_nb_failed: AtomicU64,
+    discard_bytes_ok: AtomicU64,
+}
+
+/// A file node's statistics (QEMU's `wr_highest_offset` and file-posix discard counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    /// The end of the highest range written or discarded.
+    pub wr_highest_offset: u64,
+    pub discard_nb_ok: u64,
+    pub discard_nb_failed: u64,
+    pub discard_bytes_ok: u64,
 }
 
 impl ImageFile {
@@ -34,7 +54,13 @@ impl ImageFile {
                 std::io::Error::from_raw_os_error(libc::EISDIR),
             ));
         }
-        Ok(ImageFile { file, path: path.to_path_buf(), writable, no_flush: AtomicBool::new(false) })
+        Ok(ImageFile {
+            file,
+            path: path.to_path_buf(),
+            writable,
+            no_flush: AtomicBool::new(false),
+            stats: Counters::default(),
+        })
     }
 
     /// Creates (truncating) `path` for writing.
@@ -46,7 +72,13 @@ impl ImageFile {
             .truncate(true)
             .open(path)
             .ctx(|| format!("Could not create '{}'", path.display()))?;
-        Ok(ImageFile { file, path: path.to_path_buf(), writable: true, no_flush: AtomicBool::new(false) })
+        Ok(ImageFile {
+            file,
+            path: path.to_path_buf(),
+            writable: true,
+            no_flush: AtomicBool::new(false),
+            stats: Counters::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -81,7 +113,21 @@ impl ImageFile {
         if !self.writable {
             return Err(BlockError::ReadOnly);
         }
-        self.file.write_all_at(buf, offset).ctx(|| format!("Could not write to '{}'", self.path.display()))
+        self.file
+            .write_all_at(buf, offset)
+            .ctx(|| format!("Could not write to '{}'", self.path.display()))?;
+        self.stats.wr_highest_offset.fetch_max(offset.saturating_add(buf.len() as u64), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> FileStats {
+        let s = &self.stats;
+        FileStats {
+            wr_highest_offset: s.wr_highest_offset.load(Ordering::Relaxed),
+            discard_nb_ok: s.discard_nb_ok.load(Ordering::Relaxed),
+            discard_nb_failed: s.discard_nb_failed.load(Ordering::Relaxed),
+            discard_bytes_ok: s.discard_bytes_ok.load(Ordering::Relaxed),
+        }
     }
 
     /// Makes flushes no-ops (`cache=unsafe`); metadata ordering is kept, durability is not.
@@ -150,17 +196,28 @@ impl ImageFile {
                 len as libc::off_t,
             )
         };
-        if r == 0 {
-            return Ok(());
+        let result = if r == 0 {
+            Ok(())
+        } else {
+            let zeroes = vec![0u8; len.min(1 << 20) as usize];
+            let mut done = 0;
+            let mut result = Ok(());
+            while done < len && result.is_ok() {
+                let n = (len - done).min(zeroes.len() as u64);
+                result = self.write_at(&zeroes[..n as usize], offset + done);
+                done += n;
+            }
+            result
+        };
+        let s = &self.stats;
+        s.wr_highest_offset.fetch_max(offset.saturating_add(len), Ordering::Relaxed);
+        if result.is_ok() {
+            s.discard_nb_ok.fetch_add(1, Ordering::Relaxed);
+            s.discard_bytes_ok.fetch_add(len, Ordering::Relaxed);
+        } else {
+            s.discard_nb_failed.fetch_add(1, Ordering::Relaxed);
         }
-        let zeroes = vec![0u8; len.min(1 << 20) as usize];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(zeroes.len() as u64);
-            self.write_at(&zeroes[..n as usize], offset + done)?;
-            done += n;
-        }
-        Ok(())
+        result
     }
 
     /// Returns `(is_data, run_end)`: whether `offset` lies in data (true) or in a hole, and

@@ -59,6 +59,7 @@ pub mod qcow2;
 pub mod raw;
 
 pub use error::{BlockError, Result};
+pub use file::FileStats;
 pub use info::{ImageInfo, SnapshotInfo};
 pub use node::{Backing, BlockNode, BlockStatus, Format, OpenOptions};
 pub use qcow2::Qcow2;

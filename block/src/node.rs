@@ -15,6 +15,7 @@ use crate::qcow2::{BackingRead, Qcow2};
 use crate::raw::Raw;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Image formats.
@@ -110,6 +111,8 @@ pub struct BlockNode {
     read_only: bool,
     backing: RwLock<Option<Arc<BlockNode>>>,
     dirty: RwLock<Vec<Arc<DirtyBitmap>>>,
+    /// QEMU's `wr_highest_offset`: the end of the highest range written (or zeroed, discarded).
+    wr_highest: AtomicU64,
 }
 
 /// QEMU's `path_combine`: a relative backing name is relative to the overlay's directory.
@@ -152,6 +155,7 @@ impl BlockNode {
             read_only: opts.read_only,
             backing: RwLock::new(None),
             dirty: RwLock::new(Vec::new()),
+            wr_highest: AtomicU64::new(0),
         };
         let backing = match &opts.backing {
             Backing::None => None,
@@ -306,6 +310,7 @@ impl BlockNode {
         if let Driver::Qcow2(q) = &self.driver {
             let backing = self.backing();
             q.write_unallocated(buf, off, backing.as_deref().map(|b| b as &dyn BackingRead))?;
+            self.note_write(off, buf.len() as u64);
         }
         Ok(())
     }
@@ -337,7 +342,18 @@ impl BlockNode {
         }
     }
 
+    /// The end of the highest range written to this layer (`query-blockstats`).
+    pub fn wr_highest_offset(&self) -> u64 {
+        self.wr_highest.load(Ordering::Relaxed)
+    }
+
+    fn note_write(&self, off: u64, len: u64) {
+        self.wr_highest.fetch_max(off.saturating_add(len), Ordering::Relaxed);
+    }
+
+    /// Every write, zeroing and discard ends here: dirty bitmaps and `wr_highest_offset`.
     fn mark_dirty(&self, off: u64, len: u64) {
+        self.note_write(off, len);
         if let Ok(v) = self.dirty.read() {
             for b in v.iter() {
                 b.mark(off, len);

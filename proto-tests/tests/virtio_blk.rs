@@ -380,6 +380,72 @@ fn guest_writes_during_a_stream_land_in_the_top() {
     );
 }
 
+/// The guest's requests are counted per drive as QEMU's `query-blockstats` shows them: bytes,
+/// operations, an invalid one (beyond the end), a discard; the image file's own node has the
+/// highest write offset and its discard counters; `info blockstats` prints the drive's line.
+#[test]
+fn blockstats_count_the_guests_requests() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.raw");
+    let i = img.to_str().unwrap();
+    tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
+    let com1 = dir.path().join("com1.txt");
+    let serial = format!("file:{}", com1.display());
+    let drive = format!("file={i},format=raw,if=none,id=d0,discard=unmap");
+    let mut s = paused_vmm_with_qmp(&[
+        "-no-shutdown",
+        "-append",
+        "action=blk quiet ops=w:8:8:a1,r:8:8:a1,r:0:1:00,f,d:64:8,r:4096:8:00",
+        "-serial",
+        &serial,
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0,id=vd0",
+    ]);
+    let mut c = s.connect_unix("qmp.sock");
+    c.negotiate();
+    let r = c.execute("query-blockstats", None);
+    assert_eq!(r["return"][0]["stats"]["rd_operations"], 0, "{r}");
+    assert!(r["return"][0]["stats"].get("idle_time_ns").is_none(), "{r}");
+    c.execute("cont", None);
+    wait_for_file_text(&com1, "blk: done", Duration::from_secs(60));
+    let r = c.execute("query-blockstats", None);
+    let d = &r["return"][0];
+    assert_eq!(
+        (d["device"].as_str(), d["qdev"].as_str()),
+        (Some("d0"), Some("/machine/peripheral/vd0/virtio-backend"))
+    );
+    let st = &d["stats"];
+    let n = |k: &str| st[k].as_i64().unwrap_or(-1);
+    assert_eq!((n("wr_bytes"), n("wr_operations")), (4096, 1), "{st}");
+    assert_eq!((n("rd_bytes"), n("rd_operations")), (4096 + 512, 2), "{st}");
+    assert_eq!((n("flush_operations"), n("unmap_operations"), n("unmap_bytes")), (1, 1, 4096), "{st}");
+    assert_eq!(n("invalid_rd_operations"), 1, "{st}");
+    assert_eq!(n("failed_wr_operations"), 0, "{st}");
+    assert_eq!(n("wr_highest_offset"), 64 * 512 + 4096, "{st}");
+    assert!(n("idle_time_ns") >= 0 && n("rd_total_time_ns") > 0, "{st}");
+    assert_eq!((st["account_invalid"].as_bool(), st["account_failed"].as_bool()), (Some(true), Some(true)));
+    let parent = &d["parent"];
+    assert_eq!(parent["driver-specific"]["driver"], "file", "{parent}");
+    assert_eq!(parent["driver-specific"]["discard-nb-ok"], 1, "{parent}");
+    assert_eq!(parent["stats"]["wr_highest_offset"], 64 * 512 + 4096, "{parent}");
+    assert_eq!(parent["stats"]["account_invalid"], false, "{parent}");
+    let r = c.execute("query-blockstats", Some(json!({"query-nodes": true})));
+    let nodes = r["return"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{r}");
+    assert!(nodes.iter().all(|n| n.get("device").is_none() && n["stats"]["rd_operations"] == 0), "{r}");
+    let r = c.execute("human-monitor-command", Some(json!({"command-line": "info blockstats"})));
+    let line = r["return"].as_str().unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "d0: rd_bytes=4608 wr_bytes=4096 rd_operations=2 wr_operations=1 flush_operations=1 "
+        ),
+        "{line}"
+    );
+}
+
 #[test]
 fn query_pci_and_info_pci() {
     require_kvm();

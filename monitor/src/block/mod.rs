@@ -3,6 +3,7 @@
 //! in `commands::block`, `commands::jobs` and `hmp::commands::block`.
 
 pub mod request;
+pub mod stats;
 pub mod types;
 
 pub use request::{BlockRequest, JobApi, JobVerb, Kick};

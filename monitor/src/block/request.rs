@@ -69,6 +69,11 @@ pub enum BlockRequest {
         flat: bool,
         reply: Reply<Vec<BlockDeviceInfo>>,
     },
+    /// `query-blockstats`: drives (with their chains), or every node with `query-nodes`.
+    QueryBlockstats {
+        query_nodes: bool,
+        reply: Reply<Vec<crate::block::stats::BlockStats>>,
+    },
     SnapshotSync {
         args: BlockdevSnapshotSyncArgs,
         reply: Reply<()>,

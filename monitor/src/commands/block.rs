@@ -1,5 +1,5 @@
 //! Block device and node commands: blockdev-add, blockdev-del, query-block,
-//! query-named-block-nodes, blockdev-snapshot-sync, blockdev-snapshot, the internal snapshot
+//! query-named-block-nodes, query-blockstats, blockdev-snapshot-sync, blockdev-snapshot, the internal snapshot
 //! commands of one device, block_resize, and the
 //! commands that start jobs: block-stream, block-commit. Each sends a
 //! [`BlockRequest`](crate::block::BlockRequest) to the VMM's block layer.
@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::Monitor;
+use crate::block::stats::{BlockStats, QueryBlockstatsArgs};
 use crate::block::types::*;
 use crate::block::{BlockRequest, Kick};
 use crate::control::{ControlError, ControlRequest, Reply};
@@ -54,6 +55,12 @@ pub(super) fn register(reg: &mut Registry) {
             )
         },
     );
+    reg.add("query-blockstats", Flags::default(), |m: Arc<Monitor>, a: QueryBlockstatsArgs| async move {
+        let query_nodes = a.query_nodes.unwrap_or(false);
+        Ok::<Vec<BlockStats>, QmpError>(
+            call(&m, |reply| BlockRequest::QueryBlockstats { query_nodes, reply }).await?,
+        )
+    });
     reg.add(
         "blockdev-snapshot-sync",
         Flags::default(),

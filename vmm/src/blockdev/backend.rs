@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use block::{BlockError, BlockNode};
 
 use super::drive::OnError;
+use super::stats::AcctStats;
 
 /// QEMU's BlockDeviceIoStatus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct BlockBackend {
     resize_notify: Mutex<Option<ResizeNotify>>,
     /// `rerror` / `werror`: what a failed guest read / write gets.
     on_error: Mutex<(OnError, OnError)>,
+    /// The device's I/O accounting (`query-blockstats`).
+    acct: AcctStats,
 }
 
 /// A device's capacity-change callback.
@@ -73,6 +76,7 @@ impl BlockBackend {
             ignore_flush: AtomicBool::new(ignore_flush),
             resize_notify: Mutex::new(None),
             on_error: Mutex::new((OnError::Report, OnError::Enospc)),
+            acct: AcctStats::default(),
         }
     }
 
@@ -139,6 +143,10 @@ impl BlockBackend {
         }
         *a = Some(qom_path.to_string());
         Ok(())
+    }
+
+    pub fn acct(&self) -> &AcctStats {
+        &self.acct
     }
 
     /// `(rerror, werror)`; QEMU's defaults are `report` and `enospc`.

@@ -8,6 +8,7 @@
 //! | [`cmdline`] | `-blockdev` (dotted keys or JSON) into `blockdev-add` options |
 //! | [`open`] | `blockdev-add`: opening a tree of node options |
 //! | [`query`] | `query-block`, `query-named-block-nodes` |
+//! | [`stats`] | I/O accounting of drives (device requests), `query-blockstats` |
 //! | [`snapshot`] | `blockdev-snapshot-sync`, `blockdev-snapshot` |
 //! | [`manage`] | `blockdev-del`, `block_resize`, HMP `commit` |
 //! | [`start`] | `block-stream`, `block-commit` checks and job creation; op blockers; reopen rw |
@@ -31,6 +32,7 @@ pub mod query;
 pub mod service;
 pub mod snapshot;
 pub mod start;
+pub mod stats;
 
 pub use backend::{BlockBackend, IoStatus};
 pub use drive::{CacheMode, DriveNamer, DriveSpec, Interface, OnError};

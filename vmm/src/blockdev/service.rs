@@ -112,6 +112,9 @@ impl Worker {
             BlockRequest::QueryNamedNodes { flat, reply } => {
                 let _ = reply.send(query::named_nodes(g, flat).map_err(failed));
             }
+            BlockRequest::QueryBlockstats { query_nodes, reply } => {
+                let _ = reply.send(Ok(super::stats::query_blockstats(g, query_nodes)));
+            }
             BlockRequest::SnapshotSync { args, reply } => {
                 let _ops = g.lock_ops();
                 let _ = reply.send(snapshot::snapshot_sync(g, jobs, &args).map_err(failed));

@@ -128,7 +128,45 @@ pub(super) const INFO: &[HmpCommand] = &[
         handler: info_block_jobs,
         sub_table: None,
     },
+    HmpCommand {
+        names: "blockstats",
+        args_type: "",
+        params: "",
+        help: "show block device statistics",
+        handler: info_blockstats,
+        sub_table: None,
+    },
 ];
+
+/// `hmp_info_blockstats`: one line per drive.
+fn info_blockstats(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let Some(list) =
+            query::<Vec<crate::block::stats::BlockStats>>(ctx, "query-blockstats", json!({})).await
+        else {
+            return;
+        };
+        for b in list {
+            let Some(device) = b.device else { continue };
+            let s = b.stats;
+            out!(
+                ctx,
+                "{device}: rd_bytes={} wr_bytes={} rd_operations={} wr_operations={} flush_operations={} wr_total_time_ns={} rd_total_time_ns={} flush_total_time_ns={} rd_merged={} wr_merged={} idle_time_ns={}\n",
+                s.rd_bytes,
+                s.wr_bytes,
+                s.rd_operations,
+                s.wr_operations,
+                s.flush_operations,
+                s.wr_total_time_ns,
+                s.rd_total_time_ns,
+                s.flush_total_time_ns,
+                s.rd_merged,
+                s.wr_merged,
+                s.idle_time_ns.unwrap_or(0)
+            );
+        }
+    })
+}
 
 fn flag(args: &Args, key: &str) -> bool {
     args.get(key).and_then(Value::as_bool).unwrap_or(false)

@@ -25,6 +25,7 @@ use super::chain::Chain;
 use super::worker::{ChainHandler, Handled, QueueWorker, WorkerSetup};
 use super::{Activation, VirtioDevice};
 use crate::blockdev::BlockBackend;
+use crate::blockdev::stats::{AcctOutcome, AcctType};
 use crate::machine::kvm::memory::GuestMemory;
 
 pub const VIRTIO_ID_BLOCK: u16 = 2;
@@ -54,6 +55,9 @@ impl Disk for BlockBackend {
     }
     fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError> {
         BlockBackend::write_zeroes(self, off, len).map_err(disk_error)
+    }
+    fn account(&self, kind: AcctType, outcome: AcctOutcome) {
+        self.acct().account(kind, outcome);
     }
 }
 

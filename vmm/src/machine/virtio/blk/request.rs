@@ -33,6 +33,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use std::sync::Arc;
 
+use crate::blockdev::stats::{AcctOutcome, AcctTimer, AcctType};
 use crate::machine::virtio::chain::{Chain, Segment};
 
 pub const SECTOR: u64 = 512;
@@ -54,6 +55,8 @@ pub trait Disk: Send + Sync {
     fn flush(&self) -> Result<(), DiskError>;
     fn discard(&self, off: u64, len: u64) -> Result<(), DiskError>;
     fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError>;
+    /// Accounts one finished request (QEMU's `block_acct_*`); nothing by default.
+    fn account(&self, _kind: AcctType, _outcome: AcctOutcome) {}
 }
 
 /// A failed disk operation.
@@ -272,6 +275,36 @@ fn for_each_piece<M: GuestMemory>(
     Ok(())
 }
 
+/// The accounting class of a request type (write-zeroes counts as a write, as in QEMU).
+fn acct_type(kind: RequestType) -> Option<AcctType> {
+    match kind {
+        RequestType::In => Some(AcctType::Read),
+        RequestType::Out | RequestType::WriteZeroes => Some(AcctType::Write),
+        RequestType::Flush => Some(AcctType::Flush),
+        RequestType::Discard => Some(AcctType::Unmap),
+        RequestType::GetId | RequestType::Unsupported(_) => None,
+    }
+}
+
+/// The bytes a request covers: its data, or the sectors its DISCARD/WRITE_ZEROES segments name.
+fn acct_bytes<M: GuestMemory>(req: &Request, mem: &M) -> u64 {
+    match req.kind {
+        RequestType::In | RequestType::Out => req.data_len(),
+        RequestType::Discard | RequestType::WriteZeroes => {
+            let len = (req.data_len() as usize).min(MAX_DWZ_SEGMENTS as usize * DWZ_SEGMENT_LEN as usize);
+            let len = len - len % DWZ_SEGMENT_LEN as usize;
+            let mut raw = vec![0u8; len];
+            if read_from(mem, &req.data, &mut raw).is_err() {
+                return 0;
+            }
+            raw.chunks_exact(DWZ_SEGMENT_LEN as usize)
+                .map(|s| u64::from(u32::from_le_bytes([s[8], s[9], s[10], s[11]])) * SECTOR)
+                .sum()
+        }
+        _ => 0,
+    }
+}
+
 /// Why a request was not served.
 enum Failure {
     /// Answered with this status (a bad request).
@@ -325,15 +358,37 @@ impl Executor {
     /// Serves `req` against `disk` and writes the status byte (unless the request is held).
     pub fn execute<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<Outcome, Fatal> {
         const OK: u8 = VIRTIO_BLK_S_OK as u8;
-        let (status, data_written) = match self.serve(req, disk, mem) {
-            Ok(n) => (OK, n),
-            Err(Failure::Status(s)) => (s, 0),
+        let timer = AcctTimer::start();
+        let served = self.serve(req, disk, mem);
+        // QEMU's block_acct_*: once per request, GET_ID and unknown types not at all.
+        let acct = |outcome| {
+            if let Some(kind) = acct_type(req.kind) {
+                disk.account(kind, outcome);
+            }
+        };
+        let done = || AcctOutcome::Done { bytes: acct_bytes(req, mem), ns: timer.ns() };
+        let (status, data_written) = match served {
+            Ok(n) => {
+                acct(done());
+                (OK, n)
+            }
+            Err(Failure::Status(s)) => {
+                if s == IOERR {
+                    acct(AcctOutcome::Invalid);
+                }
+                (s, 0)
+            }
             Err(Failure::Disk(op, e)) => {
                 tracing::debug!("virtio-blk: {:?} at sector {} failed: {e}", req.kind, req.sector);
                 match self.policy.on_error(op, &e) {
-                    ErrorAction::Report => (IOERR, 0),
-                    ErrorAction::Ignore if req.kind == RequestType::In => (OK, req.data_len() as u32),
-                    ErrorAction::Ignore => (OK, 0),
+                    ErrorAction::Report => {
+                        acct(AcctOutcome::Failed { ns: timer.ns() });
+                        (IOERR, 0)
+                    }
+                    ErrorAction::Ignore => {
+                        acct(done());
+                        (OK, if req.kind == RequestType::In { req.data_len() as u32 } else { 0 })
+                    }
                     ErrorAction::Stop => return Ok(Outcome::Retry),
                 }
             }
