@@ -155,3 +155,19 @@ fn internal_snapshots() {
     assert!(ok && out.contains(" s2 ") && !out.contains(" s1 ") && !out.contains(" h1 "), "{out}");
     tool("qemu-img", &["check", imgs.path().join("top.qcow2").to_str().unwrap()]);
 }
+
+#[test]
+fn transaction() {
+    let imgs = run(
+        "transaction",
+        &[
+            "-drive",
+            "file={img}/d.qcow2,if=none,id=drive0,format=qcow2",
+            "-drive",
+            "file={img}/ov2.qcow2,if=none,id=drive1,format=qcow2",
+        ],
+    );
+    for image in ["t0.qcow2", "t1.qcow2", "ov2.qcow2", "d.qcow2"] {
+        tool("qemu-img", &["check", imgs.path().join(image).to_str().unwrap()]);
+    }
+}

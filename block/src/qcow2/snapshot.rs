@@ -315,9 +315,16 @@ impl Qcow2 {
         Ok(found.cloned())
     }
 
-    /// Creates an internal snapshot of the current disk state.
+    /// Creates an internal snapshot of the current disk state, as `qemu-img snapshot -c` does
+    /// (its icount is 0).
     pub fn snapshot_create(&self, name: &str, vm_clock_nsec: u64) -> Result<Snapshot> {
-        self.snapshot_create_vmstate(name, vm_clock_nsec, 0)
+        self.snapshot_create_inner(name, vm_clock_nsec, 0, Some(0))
+    }
+
+    /// Creates an internal snapshot from a running VMM (`blockdev-snapshot-internal-sync`):
+    /// no instruction count is recorded (QEMU's -1 without record/replay).
+    pub fn snapshot_create_live(&self, name: &str, vm_clock_nsec: u64) -> Result<Snapshot> {
+        self.snapshot_create_inner(name, vm_clock_nsec, 0, None)
     }
 
     /// Writes VM state (savevm's RAM and device state) at `pos` of the active image's VM
@@ -380,7 +387,7 @@ impl Qcow2 {
         vm_clock_nsec: u64,
         vm_state_size: u64,
     ) -> Result<Snapshot> {
-        let sn = self.snapshot_create_inner(name, vm_clock_nsec, vm_state_size)?;
+        let sn = self.snapshot_create_inner(name, vm_clock_nsec, vm_state_size, None)?;
         if vm_state_size > 0 {
             let (base, cs) = {
                 let m = self.meta()?;
@@ -392,7 +399,13 @@ impl Qcow2 {
         Ok(sn)
     }
 
-    fn snapshot_create_inner(&self, name: &str, vm_clock_nsec: u64, vm_state_size: u64) -> Result<Snapshot> {
+    fn snapshot_create_inner(
+        &self,
+        name: &str,
+        vm_clock_nsec: u64,
+        vm_state_size: u64,
+        icount: Option<u64>,
+    ) -> Result<Snapshot> {
         if !self.writable() {
             return Err(BlockError::ReadOnly);
         }
@@ -430,7 +443,7 @@ impl Qcow2 {
             vm_clock_nsec,
             vm_state_size,
             disk_size: Some(meta.h.size),
-            icount: Some(0),
+            icount,
         };
         list.push(sn.clone());
         write_table(&mut meta, &list)?;

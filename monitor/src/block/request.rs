@@ -78,6 +78,11 @@ pub enum BlockRequest {
         args: BlockdevSnapshotSyncArgs,
         reply: Reply<()>,
     },
+    /// `transaction`: every action or none.
+    Transaction {
+        actions: Vec<TransactionAction>,
+        reply: Reply<()>,
+    },
     Snapshot {
         args: BlockdevSnapshotArgs,
         reply: Reply<()>,

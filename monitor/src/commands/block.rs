@@ -1,5 +1,5 @@
 //! Block device and node commands: blockdev-add, blockdev-del, query-block,
-//! query-named-block-nodes, query-blockstats, blockdev-snapshot-sync, blockdev-snapshot, the internal snapshot
+//! query-named-block-nodes, query-blockstats, transaction, blockdev-snapshot-sync, blockdev-snapshot, the internal snapshot
 //! commands of one device, block_resize, and the
 //! commands that start jobs: block-stream, block-commit. Each sends a
 //! [`BlockRequest`](crate::block::BlockRequest) to the VMM's block layer.
@@ -55,6 +55,19 @@ pub(super) fn register(reg: &mut Registry) {
             )
         },
     );
+    reg.add("transaction", Flags::default(), |m: Arc<Monitor>, a: TransactionArgs| async move {
+        let mode = a.properties.and_then(|p| p.completion_mode).unwrap_or(ActionCompletionMode::Individual);
+        if mode == ActionCompletionMode::Grouped
+            && let Some(action) = a.actions.first()
+        {
+            return Err(QmpError::generic(format!(
+                "Action '{}' does not support Transaction property completion-mode = grouped",
+                action.kind()
+            )));
+        }
+        call(&m, |reply| BlockRequest::Transaction { actions: a.actions, reply }).await?;
+        Ok::<_, QmpError>(Empty {})
+    });
     reg.add("query-blockstats", Flags::default(), |m: Arc<Monitor>, a: QueryBlockstatsArgs| async move {
         let query_nodes = a.query_nodes.unwrap_or(false);
         Ok::<Vec<BlockStats>, QmpError>(

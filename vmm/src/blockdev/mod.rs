@@ -9,7 +9,8 @@
 //! | [`open`] | `blockdev-add`: opening a tree of node options |
 //! | [`query`] | `query-block`, `query-named-block-nodes` |
 //! | [`stats`] | I/O accounting of drives (device requests), `query-blockstats` |
-//! | [`snapshot`] | `blockdev-snapshot-sync`, `blockdev-snapshot` |
+//! | [`snapshot`] | `blockdev-snapshot-sync`, `blockdev-snapshot`, internal snapshots, their undo |
+//! | [`transaction`] | `transaction`: snapshot actions, all or none |
 //! | [`manage`] | `blockdev-del`, `block_resize`, HMP `commit` |
 //! | [`start`] | `block-stream`, `block-commit` checks and job creation; op blockers; reopen rw |
 //! | [`jobs`] | job state machine, verbs, events; stream and commit copy loops |
@@ -33,6 +34,7 @@ pub mod service;
 pub mod snapshot;
 pub mod start;
 pub mod stats;
+pub mod transaction;
 
 pub use backend::{BlockBackend, IoStatus};
 pub use drive::{CacheMode, DriveNamer, DriveSpec, Interface, OnError};

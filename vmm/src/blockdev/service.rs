@@ -117,15 +117,19 @@ impl Worker {
             }
             BlockRequest::SnapshotSync { args, reply } => {
                 let _ops = g.lock_ops();
-                let _ = reply.send(snapshot::snapshot_sync(g, jobs, &args).map_err(failed));
+                let _ = reply.send(snapshot::snapshot_sync(g, jobs, &args).map(|_| ()).map_err(failed));
+            }
+            BlockRequest::Transaction { actions, reply } => {
+                let _ops = g.lock_ops();
+                let _ = reply.send(super::transaction::run(g, jobs, &actions).map_err(failed));
             }
             BlockRequest::Snapshot { args, reply } => {
                 let _ops = g.lock_ops();
-                let _ = reply.send(snapshot::snapshot(g, jobs, &args).map_err(failed));
+                let _ = reply.send(snapshot::snapshot(g, jobs, &args).map(|_| ()).map_err(failed));
             }
             BlockRequest::SnapshotInternal { args, reply } => {
                 let _ops = g.lock_ops();
-                let _ = reply.send(snapshot::snapshot_internal(g, jobs, &args).map_err(failed));
+                let _ = reply.send(snapshot::snapshot_internal(g, jobs, &args).map(|_| ()).map_err(failed));
             }
             BlockRequest::SnapshotDeleteInternal { args, reply } => {
                 let _ops = g.lock_ops();

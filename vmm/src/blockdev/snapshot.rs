@@ -22,6 +22,51 @@ use super::graph::{BlockGraph, NodeCache, NodeEntry};
 use super::jobs::JobManager;
 use super::start::blocker;
 
+/// How to take back a snapshot that a failed `transaction` had already made.
+pub enum Undo {
+    /// An overlay was put on top of `old` (`created`: by `blockdev-snapshot-sync`, which opened
+    /// it; otherwise `blockdev-snapshot` linked a node the monitor added).
+    Overlay { old: NodeEntry, overlay: Arc<BlockNode>, created: bool },
+    /// An internal snapshot `name` was created in `node`.
+    Internal { node: NodeEntry, name: String },
+}
+
+/// QEMU's `*_abort` of the snapshot actions: the drives go back to the old top, which is
+/// writable again as before; an overlay opened by the snapshot is closed (its file stays, as in
+/// QEMU); an internal snapshot is deleted. The caller holds the ops lock.
+pub fn undo(graph: &BlockGraph, jobs: &JobManager, u: Undo) {
+    match u {
+        Undo::Overlay { old, overlay, created } => {
+            let backends = graph.backends_of(&overlay);
+            let mut guards = graph.drain(&backends);
+            for g in guards.iter_mut() {
+                *g.root = old.node.clone();
+            }
+            drop(guards);
+            graph.set_read_only(&old.node, old.read_only);
+            graph.update_entry(&old.node, |e| e.monitor_owned = old.monitor_owned);
+            if created {
+                graph.update_entry(&overlay, |e| e.monitor_owned = false);
+            } else {
+                overlay.set_backing_node(None);
+            }
+            graph.collect_garbage(&jobs.covered_nodes());
+        }
+        Undo::Internal { node, name } => {
+            if let Some(q) = node.node.qcow2()
+                && let Ok(snaps) = q.snapshots()
+                && let Some(sn) = snaps.iter().find(|s| s.name == name)
+            {
+                let backends = graph.backends_of(&node.node);
+                let _drained = graph.drain(&backends);
+                if let Err(e) = q.snapshot_delete(&sn.id) {
+                    tracing::warn!("transaction abort: deleting snapshot '{name}': {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Common checks on the node being snapshotted, then a flush of it.
 fn prepare_old(graph: &BlockGraph, jobs: &JobManager, old: &NodeEntry) -> Result<(), String> {
     if !old.is_format() {
@@ -54,7 +99,7 @@ pub fn snapshot_sync(
     graph: &BlockGraph,
     jobs: &JobManager,
     a: &BlockdevSnapshotSyncArgs,
-) -> Result<(), String> {
+) -> Result<Undo, String> {
     let old = graph.lookup(a.device.as_deref(), a.node_name.as_deref())?;
     prepare_old(graph, jobs, &old)?;
     let format_name = a.format.as_deref().unwrap_or("qcow2");
@@ -95,13 +140,13 @@ pub fn snapshot_sync(
         Default::default(),
     )?;
     switch_top(graph, &old, &overlay);
-    Ok(())
+    Ok(Undo::Overlay { old, overlay, created: true })
 }
 
 /// `blockdev-snapshot`: `overlay` (added with no backing file) goes on top of `node`. The link
 /// is made in memory only; the overlay's header keeps whatever backing file name it has, as
 /// with QEMU. The caller holds the ops lock.
-pub fn snapshot(graph: &BlockGraph, jobs: &JobManager, a: &BlockdevSnapshotArgs) -> Result<(), String> {
+pub fn snapshot(graph: &BlockGraph, jobs: &JobManager, a: &BlockdevSnapshotArgs) -> Result<Undo, String> {
     let old = graph.lookup(Some(&a.node), Some(&a.node))?;
     prepare_old(graph, jobs, &old)?;
     let new = graph.lookup(Some(&a.overlay), Some(&a.overlay))?;
@@ -128,7 +173,7 @@ pub fn snapshot(graph: &BlockGraph, jobs: &JobManager, a: &BlockdevSnapshotArgs)
     }
     new.node.set_backing_node(Some(old.node.clone()));
     switch_top(graph, &old, &new.node);
-    Ok(())
+    Ok(Undo::Overlay { old, overlay: new.node, created: false })
 }
 
 /// The root node a per-device internal snapshot command names (`qmp_get_root_bs`), writable and
@@ -151,7 +196,7 @@ pub fn snapshot_internal(
     graph: &BlockGraph,
     jobs: &JobManager,
     a: &BlockdevSnapshotInternalArgs,
-) -> Result<(), String> {
+) -> Result<Undo, String> {
     let e = internal_target(graph, jobs, &a.device)?;
     if e.read_only || e.node.read_only() {
         return Err(format!("Device '{}' is read only", a.device));
@@ -173,14 +218,14 @@ pub fn snapshot_internal(
     let backends = graph.backends_of(&e.node);
     let _drained = graph.drain(&backends);
     e.node.flush().map_err(|x| x.to_string())?;
-    q.snapshot_create(&a.name, 0).map_err(|x| {
+    q.snapshot_create_live(&a.name, 0).map_err(|x| {
         let text = match x.errno() {
             Some(n) => block::error::os_text(&std::io::Error::from_raw_os_error(n)),
             None => x.to_string(),
         };
         format!("Failed to create snapshot '{}' on device '{}': {text}", a.name, a.device)
     })?;
-    Ok(())
+    Ok(Undo::Internal { node: e, name: a.name.clone() })
 }
 
 /// `blockdev-snapshot-delete-internal-sync` (HMP `snapshot_delete_blkdev_internal`): returns the
@@ -214,8 +259,8 @@ pub fn snapshot_delete_internal(
     let Some(sn) = found else {
         return Err(format!(
             "Snapshot with id '{}' and name '{}' does not exist on device '{}'",
-            a.id.as_deref().unwrap_or("(null)"),
-            a.name.as_deref().unwrap_or("(null)"),
+            a.id.as_deref().unwrap_or("null"),
+            a.name.as_deref().unwrap_or("null"),
             a.device
         ));
     };
