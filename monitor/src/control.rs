@@ -39,6 +39,9 @@ pub enum ControlRequest {
     Block(Box<crate::block::BlockRequest>),
     /// `query-pci`.
     QueryPci(Reply<Vec<crate::commands::pci::PciInfo>>),
+    /// Guest memory: `len` bytes at guest-physical `addr`, or with `cpu` at a virtual address
+    /// translated by that vCPU (`xp`/`x`, `pmemsave`/`memsave`).
+    ReadMemory { addr: u64, len: u64, cpu: Option<usize>, reply: Reply<Vec<u8>> },
     /// The machine's QOM subtree (`/machine`) for `qom-list` / `qom-get`.
     QomMachine(Reply<crate::commands::qom::QomObject>),
 }

@@ -110,6 +110,9 @@ pub struct Monitor {
     closing: watch::Sender<bool>,
     /// Sessions alive, so the exit path can wait for replies (to `quit`) to be written.
     sessions: watch::Sender<usize>,
+    /// The `/fmt` defaults of `x`/`xp` (format letter, unit size): QEMU keeps them process-wide,
+    /// across HMP sessions and `human-monitor-command` calls.
+    pub hmp_dump_defaults: std::sync::Mutex<(u8, i64)>,
 }
 
 /// Counts a session as alive until dropped.
@@ -136,6 +139,7 @@ impl Monitor {
             chardevs: transport::ChardevRegistry::default(),
             closing: watch::Sender::new(false),
             sessions: watch::Sender::new(0),
+            hmp_dump_defaults: std::sync::Mutex::new((b'x', 4)),
         })
     }
 

@@ -261,3 +261,57 @@ fn serial_port_on_sockets() {
         assert!(chardevs.to_string().contains("s.sock"), "{chardevs}");
     }
 }
+
+/// The first loadable segment of an ELF64 file: (file offset, physical address, file size).
+fn first_load_segment(elf: &[u8]) -> (usize, u64, usize) {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]);
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36) as usize, u16_at(0x38) as usize);
+    (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&p| u32::from_le_bytes(elf[p..p + 4].try_into().unwrap()) == 1 && u64_at(p + 0x20) >= 64)
+        .map(|p| (u64_at(p + 0x08) as usize, u64_at(p + 0x18), u64_at(p + 0x20) as usize))
+        .expect("a PT_LOAD segment")
+}
+
+/// `pmemsave`, `memsave`, `xp` and `x` show the guest's memory: the kernel image where it was
+/// loaded (the guest runs identity-mapped, so virtual = physical), in QEMU's dump format.
+#[test]
+fn guest_memory_through_the_monitor() {
+    let (vmm, mut c) = boot("halt", &[]);
+    let elf = std::fs::read(guest("testguest-pvh.elf")).expect("guest ELF");
+    let (off, paddr, _) = first_load_segment(&elf);
+    let want = &elf[off..off + 64];
+    let file = vmm.path("p.bin");
+    let r = c.execute("pmemsave", Some(json!({"val": paddr, "size": 64, "filename": file})));
+    assert_eq!(r, json!({"return": {}}));
+    assert_eq!(std::fs::read(&file).expect("pmemsave file"), want);
+    // Once the guest runs, its page tables translate the same address to the same bytes.
+    wait_for_file_text(&vmm.path("serial.log"), "action: halt", T);
+    let file = vmm.path("m.bin");
+    let r = c.execute("memsave", Some(json!({"val": paddr, "size": 64, "filename": file, "cpu-index": 0})));
+    assert_eq!(r, json!({"return": {}}));
+    assert_eq!(std::fs::read(&file).expect("memsave file"), want);
+    let line = |bytes: &[u8], at: u64| {
+        let vals: Vec<String> = bytes.iter().map(|b| format!("0x{b:02x}")).collect();
+        format!("{at:016x}: {}\r\n", vals.join(" "))
+    };
+    let expect = format!("{}{}", line(&want[..8], paddr), line(&want[8..16], paddr + 8));
+    assert_eq!(hmp(&mut c, &format!("xp /16xb {paddr:#x}")), expect);
+    assert_eq!(hmp(&mut c, &format!("x /16xb {paddr:#x}")), expect);
+    let word = u32::from_le_bytes(want[..4].try_into().unwrap());
+    assert_eq!(hmp(&mut c, &format!("xp /1xw {paddr:#x}")), format!("{paddr:016x}: 0x{word:08x}\r\n"));
+    // The unit size is remembered from one command to the next, as QEMU's defaults are.
+    let half = |i: usize| u16::from_le_bytes([want[i], want[i + 1]]);
+    assert_eq!(
+        hmp(&mut c, &format!("xp /2xh {paddr:#x}")),
+        format!("{paddr:016x}: 0x{:04x} 0x{:04x}\r\n", half(0), half(2))
+    );
+    assert_eq!(hmp(&mut c, &format!("xp /1x {paddr:#x}")), format!("{paddr:016x}: 0x{:04x}\r\n", half(0)));
+    // Past the end of RAM: the first line says so and the dump stops.
+    assert_eq!(hmp(&mut c, "xp /2xg 0x100000000000"), "0000100000000000: Cannot access memory\r\n");
+    let r = c.execute("memsave", Some(json!({"val": 0x1000_0000_0000u64, "size": 16, "filename": file})));
+    assert_eq!(r["error"]["desc"], "Invalid addr 0x0000100000000000/size 16 specified", "{r}");
+    let r = c.execute("memsave", Some(json!({"val": 0, "size": 16, "filename": file, "cpu-index": 5})));
+    assert_eq!(r["error"]["desc"], "Parameter 'cpu-index' expects a CPU number", "{r}");
+}

@@ -200,6 +200,13 @@ impl ControlLoop {
             ControlRequest::QueryPci(reply) => {
                 let _ = reply.send(Ok(self.pci()));
             }
+            ControlRequest::ReadMemory { addr, len, cpu, reply } => {
+                let r = match (self.machine.as_ref(), usize::try_from(len)) {
+                    (Some(m), Ok(len)) => m.read_memory(addr, len, cpu).map_err(failed),
+                    _ => Err(ControlError::Failed("Cannot access memory".into())),
+                };
+                let _ = reply.send(r);
+            }
             ControlRequest::QomMachine(reply) => {
                 let _ = reply.send(Ok(self.qom.clone()));
             }

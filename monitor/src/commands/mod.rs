@@ -6,6 +6,7 @@ mod block;
 mod chardev;
 mod jobs;
 mod machine;
+pub mod memory;
 mod migration;
 pub mod pci;
 mod protocol;
@@ -28,5 +29,6 @@ pub fn register_all(reg: &mut Registry) {
     block::register(reg);
     jobs::register(reg);
     pci::register(reg);
+    memory::register(reg);
     qom::register(reg);
 }

@@ -13,8 +13,8 @@ use crate::error::QmpError;
 pub struct HmpState {
     /// The CPU chosen with `cpu N` (QEMU's `mon_cpu_path`); `None` means the first CPU.
     pub cpu_index: Option<i64>,
-    /// The last `/fmt` of a memory-dump command: format letter and unit size (QEMU keeps these
-    /// between commands).
+    /// The last `/fmt` of a memory-dump command: format letter and unit size, loaded from and
+    /// saved to [`Monitor::hmp_dump_defaults`] around each command (QEMU keeps them process-wide).
     pub dump_format: u8,
     pub dump_size: i64,
 }

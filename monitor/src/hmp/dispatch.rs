@@ -11,7 +11,14 @@ use super::table::{HmpCommand, find, tables};
 pub async fn execute(ctx: &mut Ctx, line: &str) {
     let bytes = line.as_bytes();
     let Some((cmd, args_pos)) = parse_command(ctx, bytes, 0, &tables().main) else { return };
-    let args = match parse_args(cmd.names, cmd.args_type, bytes, args_pos, &mut ctx.state) {
+    // The memory-dump defaults are the process's, not the session's (QEMU's statics).
+    let defaults = ctx.monitor.hmp_dump_defaults.lock().map(|d| *d).unwrap_or((b'x', 4));
+    (ctx.state.dump_format, ctx.state.dump_size) = defaults;
+    let parsed = parse_args(cmd.names, cmd.args_type, bytes, args_pos, &mut ctx.state);
+    if let Ok(mut d) = ctx.monitor.hmp_dump_defaults.lock() {
+        *d = (ctx.state.dump_format, ctx.state.dump_size);
+    }
+    let args = match parsed {
         Ok(a) => a,
         Err(msg) => {
             if !msg.is_empty() {

@@ -88,6 +88,9 @@ async fn control_loop(
             ControlRequest::QueryPci(reply) => {
                 let _ = reply.send(Ok(fake_pci()));
             }
+            ControlRequest::ReadMemory { reply, .. } => {
+                let _ = reply.send(Err(ControlError::Failed("Cannot access memory".into())));
+            }
             ControlRequest::QomMachine(reply) => {
                 let _ = reply.send(Ok(monitor::commands::qom::QomObject::machine("none", "", "", "")));
             }

@@ -123,6 +123,13 @@ pub trait Machine: Send {
     /// HMP `info registers` text for one vCPU, formatted as QEMU's `cpu_dump_state` prints it
     /// (from the `RAX=`/`EAX=` line to the last `XMM` line; the caller prints the `CPU#n` line).
     fn registers(&self, cpu: usize) -> Result<String, MachineError>;
+    /// Guest memory at `addr`: guest-physical, or with `cpu` a virtual address translated by
+    /// that vCPU's page tables (QEMU's `xp` / `x`, `pmemsave` / `memsave`). Errors if any byte
+    /// is not guest RAM or not mapped.
+    fn read_memory(&self, addr: u64, len: usize, cpu: Option<usize>) -> Result<Vec<u8>, MachineError> {
+        let _ = (addr, len, cpu);
+        Err(MachineError::Other("Cannot access memory".into()))
+    }
     /// The PCI functions (`query-pci`); none for a machine without PCI.
     fn pci_info(&self) -> Vec<pci::PciDeviceInfo> {
         Vec::new()

@@ -52,7 +52,7 @@ pub(crate) async fn cpu_list(ctx: &Ctx) -> Result<Vec<(i64, i64)>, QmpError> {
 }
 
 /// The session's CPU: the one chosen with `cpu`, else the first (QEMU's `mon_get_cpu`).
-fn current_cpu(ctx: &Ctx, cpus: &[(i64, i64)]) -> Option<i64> {
+pub(super) fn current_cpu(ctx: &Ctx, cpus: &[(i64, i64)]) -> Option<i64> {
     match ctx.state.cpu_index {
         Some(i) if cpus.iter().any(|c| c.0 == i) => Some(i),
         _ => cpus.first().map(|c| c.0),

@@ -11,6 +11,7 @@ mod chardev;
 mod cpus;
 mod help;
 mod info;
+mod memory;
 mod pci;
 mod qom;
 mod run_state;
@@ -19,7 +20,7 @@ use super::table::HmpCommand;
 
 /// Slices that make up the main table.
 pub(super) const MAIN: &[&[HmpCommand]] =
-    &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS, qom::COMMANDS];
+    &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS, qom::COMMANDS, memory::COMMANDS];
 
 /// Slices that make up the `info` table.
 pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, block::INFO, pci::INFO];

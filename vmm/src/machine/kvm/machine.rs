@@ -521,6 +521,35 @@ impl Machine for KvmMachine {
         Ok(registers::format(&state))
     }
 
+    fn read_memory(&self, addr: u64, len: usize, cpu: Option<usize>) -> Result<Vec<u8>, MachineError> {
+        let no_access = || MachineError::Other("Cannot access memory".into());
+        if let Some(c) = cpu
+            && c >= self.smp.cpus as usize
+        {
+            return Err(MachineError::Vcpu(format!("CPU {c} does not exist")));
+        }
+        let mut out = vec![0u8; len];
+        let mut done = 0usize;
+        while done < len {
+            let at = addr.checked_add(done as u64).ok_or_else(no_access)?;
+            let (gpa, n) = match cpu {
+                None => (at, len - done),
+                Some(c) => {
+                    let page_left = (0x1000 - (at & 0xfff)) as usize;
+                    let t =
+                        self.control.run_on(c, move |fd| fd.translate_gva(at))?.map_err(|_| no_access())?;
+                    if t.valid == 0 {
+                        return Err(no_access());
+                    }
+                    (t.physical_address, page_left.min(len - done))
+                }
+            };
+            self.mem.read_slice(&mut out[done..done + n], GuestAddress(gpa)).map_err(|_| no_access())?;
+            done += n;
+        }
+        Ok(out)
+    }
+
     fn shutdown(&mut self) {
         if self.stopped {
             return;
