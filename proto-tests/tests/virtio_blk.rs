@@ -469,6 +469,12 @@ fn query_pci_and_info_pci() {
     assert_eq!(get(&mut c, &json!("vd0"), "addr"), 5 * 8);
     let r = c.execute("qom-list", Some(json!({"path": "/machine/peripheral"})));
     assert_eq!(r["return"][1], json!({"name": "vd0", "type": "child<virtio-blk-pci>"}));
+    let tree = c
+        .execute("human-monitor-command", Some(json!({"command-line": "info qom-tree /machine/peripheral"})));
+    assert_eq!(
+        tree["return"],
+        "/peripheral (container)\r\n  /vd0 (virtio-blk-pci)\r\n    /virtio-backend (virtio-blk-device)\r\n"
+    );
     let r = c.execute("query-pci", None);
     let devices = &r["return"][0]["devices"];
     assert_eq!(r["return"][0]["bus"], 0);

@@ -1,4 +1,5 @@
-//! Run-state commands: query-status, stop, cont, system_reset, system_powerdown, quit.
+//! Run-state commands: query-status, stop, cont, system_reset, system_powerdown, quit,
+//! system_wakeup.
 
 use std::sync::Arc;
 
@@ -40,4 +41,9 @@ pub(super) fn register(reg: &mut Registry) {
             Ok::<_, QmpError>(Empty {})
         });
     }
+    // No machine here has ACPI S3 (`wakeup-suspend-support: false` in query-current-machine),
+    // so a guest is never suspended: QEMU's answer for such a machine.
+    reg.add("system_wakeup", Flags::default(), |_m, _a: Empty| async {
+        Err::<Empty, _>(QmpError::generic("wake-up from suspend is not supported by this guest"))
+    });
 }

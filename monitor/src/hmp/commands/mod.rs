@@ -23,6 +23,7 @@ pub(super) const MAIN: &[&[HmpCommand]] =
     &[help::COMMANDS, run_state::COMMANDS, cpus::COMMANDS, block::COMMANDS, qom::COMMANDS, memory::COMMANDS];
 
 /// Slices that make up the `info` table.
-pub(super) const INFO: &[&[HmpCommand]] = &[info::INFO, cpus::INFO, chardev::INFO, block::INFO, pci::INFO];
+pub(super) const INFO: &[&[HmpCommand]] =
+    &[info::INFO, cpus::INFO, chardev::INFO, block::INFO, pci::INFO, qom::INFO];
 
 pub(crate) use cpus::cpu_list;

@@ -6,6 +6,15 @@ use serde_json::{Map, Value, json};
 use crate::hmp::context::{Ctx, out};
 use crate::hmp::table::{Args, HandlerFuture, HmpCommand};
 
+pub(super) const INFO: &[HmpCommand] = &[HmpCommand {
+    names: "qom-tree",
+    args_type: "path:s?",
+    params: "[path]",
+    help: "show QOM composition tree",
+    handler: info_qom_tree,
+    sub_table: None,
+}];
+
 pub(super) const COMMANDS: &[HmpCommand] = &[
     HmpCommand {
         names: "qom-list",
@@ -73,6 +82,39 @@ fn qom_list(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
                 }
             }
             Err(e) => ctx.print_error(&e),
+        }
+    })
+}
+
+/// `info qom-tree [path]` (default `/machine`): each object as `/name (type)`, children sorted
+/// by name and indented by two, walked with `qom-list`.
+fn info_qom_tree(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let path = args.get("path").and_then(Value::as_str).unwrap_or("/machine").to_string();
+        let Ok(root_type) = ctx.qmp("qom-get", object(json!({"path": path, "property": "type"}))).await
+        else {
+            out!(ctx, "Path '{path}' could not be resolved.\n");
+            return;
+        };
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string();
+        let mut stack = vec![(path, name, root_type.as_str().unwrap_or_default().to_string(), 0usize)];
+        while let Some((path, name, kind, indent)) = stack.pop() {
+            out!(ctx, "{:indent$}/{name} ({kind})\n", "");
+            let list = ctx.qmp("qom-list", object(json!({ "path": path }))).await.unwrap_or(Value::Null);
+            let mut children: Vec<(String, String)> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let kind = p.get("type")?.as_str()?.strip_prefix("child<")?.strip_suffix('>')?;
+                    Some((p.get("name")?.as_str()?.to_string(), kind.to_string()))
+                })
+                .collect();
+            children.sort();
+            let base = path.trim_end_matches('/').to_string();
+            for (child, kind) in children.into_iter().rev() {
+                stack.push((format!("{base}/{child}"), child, kind, indent + 2));
+            }
         }
     })
 }

@@ -38,6 +38,14 @@ pub(super) const COMMANDS: &[HmpCommand] = &[
         sub_table: None,
     },
     HmpCommand {
+        names: "system_wakeup",
+        args_type: "",
+        params: "",
+        help: "wakeup guest from suspend",
+        handler: system_wakeup,
+        sub_table: None,
+    },
+    HmpCommand {
         names: "quit|q",
         args_type: "",
         params: "",
@@ -62,6 +70,12 @@ fn cont(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
 fn system_reset(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
     Box::pin(async move {
         ctx.qmp_simple("system_reset").await;
+    })
+}
+
+fn system_wakeup(ctx: &mut Ctx, _args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        ctx.qmp_simple("system_wakeup").await;
     })
 }
 
