@@ -446,6 +446,63 @@ fn blockstats_count_the_guests_requests() {
     );
 }
 
+/// `block_set_io_throttle` holds the guest's reads to the limit; `stop` does not wait for the
+/// held requests (they go through while the VM pauses, as in QEMU's drain); lifting the limit
+/// lets the rest run at full speed.
+#[test]
+fn io_limits_slow_the_guest_and_never_block_stop() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.raw");
+    let i = img.to_str().unwrap();
+    tool("qemu-img", &["create", "-q", "-f", "raw", i, "4M"]);
+    let com1 = dir.path().join("com1.txt");
+    let serial = format!("file:{}", com1.display());
+    let drive = format!("file={i},format=raw,if=none,id=d0");
+    // 16 reads of 64 KiB: 1 MiB, which takes about 15 s at 64 KiB/s.
+    let ops: Vec<String> = (0..16).map(|k| format!("r:{}:128:00", k * 128)).collect();
+    let append = format!("action=blk quiet ops={}", ops.join(","));
+    let mut s = paused_vmm_with_qmp(&[
+        "-no-shutdown",
+        "-append",
+        &append,
+        "-serial",
+        &serial,
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0,id=vd0",
+    ]);
+    let mut c = s.connect_unix("qmp.sock");
+    c.negotiate();
+    let limit = |bps: i64| json!({"id": "vd0", "bps": bps, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0});
+    assert_eq!(c.execute("block_set_io_throttle", Some(limit(64 << 10))), json!({"return": {}}));
+    let r = c.execute("query-block", None);
+    assert_eq!(
+        (r["return"][0]["inserted"]["bps"].as_i64(), r["return"][0]["inserted"]["group"].as_str()),
+        (Some(64 << 10), Some("vd0"))
+    );
+    c.execute("cont", None);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = std::fs::read_to_string(&com1).unwrap_or_default();
+    let done = out.lines().filter(|l| l.starts_with("blk: r ")).count();
+    assert!(done < 16, "the limit did not hold the guest back:\n{out}");
+    let t = std::time::Instant::now();
+    assert_eq!(c.execute("stop", None), json!({"return": {}}));
+    assert!(t.elapsed() < Duration::from_secs(5), "stop waited {:?} on the I/O limit", t.elapsed());
+    assert_eq!(c.execute("block_set_io_throttle", Some(limit(0))), json!({"return": {}}));
+    c.execute("cont", None);
+    let out = wait_for_file_text(&com1, "blk: done", Duration::from_secs(30));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("blk: r ") && l.contains("status 0")).count(),
+        16,
+        "{out}"
+    );
+    let r = c.execute("query-block", None);
+    assert_eq!(r["return"][0]["inserted"]["bps"], 0, "{r}");
+    assert!(r["return"][0]["inserted"].get("group").is_none(), "{r}");
+}
+
 #[test]
 fn query_pci_and_info_pci() {
     require_kvm();

@@ -78,6 +78,11 @@ pub enum BlockRequest {
         args: BlockdevSnapshotSyncArgs,
         reply: Reply<()>,
     },
+    /// `block_set_io_throttle`.
+    SetIoThrottle {
+        args: Box<BlockIoThrottleArgs>,
+        reply: Reply<()>,
+    },
     /// `transaction`: every action or none.
     Transaction {
         actions: Vec<TransactionAction>,

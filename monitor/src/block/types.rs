@@ -216,7 +216,8 @@ pub struct BlockdevCacheInfo {
 }
 
 /// `BlockDeviceInfo`: one node (`inserted` of query-block, elements of
-/// query-named-block-nodes). The throttling members are all zero here.
+/// query-named-block-nodes). The throttling members are the drive's limits in query-block
+/// (zero for nodes and unthrottled drives); the optional ones appear when limits are set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Qapi)]
 pub struct BlockDeviceInfo {
     pub file: String,
@@ -236,8 +237,72 @@ pub struct BlockDeviceInfo {
     pub iops_rd: i64,
     pub iops_wr: i64,
     pub image: block::ImageInfo,
+    #[serde(flatten)]
+    pub throttle: ThrottleInfo,
     pub cache: BlockdevCacheInfo,
     pub write_threshold: i64,
+}
+
+/// The optional throttling members of `BlockDeviceInfo` (QEMU sets `*_max` and `*_max_length`
+/// when the burst rate is set, `iops_size` when not zero, `group` whenever limits are on).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Qapi)]
+pub struct ThrottleInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max_length: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `block_set_io_throttle` (`BlockIOThrottle`).
+#[derive(Debug, Clone, Deserialize, Qapi)]
+pub struct BlockIoThrottleArgs {
+    #[qapi(feature = "deprecated")]
+    pub device: Option<String>,
+    pub id: Option<String>,
+    pub bps: i64,
+    pub bps_rd: i64,
+    pub bps_wr: i64,
+    pub iops: i64,
+    pub iops_rd: i64,
+    pub iops_wr: i64,
+    pub bps_max: Option<i64>,
+    pub bps_rd_max: Option<i64>,
+    pub bps_wr_max: Option<i64>,
+    pub iops_max: Option<i64>,
+    pub iops_rd_max: Option<i64>,
+    pub iops_wr_max: Option<i64>,
+    pub bps_max_length: Option<i64>,
+    pub bps_rd_max_length: Option<i64>,
+    pub bps_wr_max_length: Option<i64>,
+    pub iops_max_length: Option<i64>,
+    pub iops_rd_max_length: Option<i64>,
+    pub iops_wr_max_length: Option<i64>,
+    pub iops_size: Option<i64>,
+    pub group: Option<String>,
 }
 
 /// `BlockDeviceIoStatus`.

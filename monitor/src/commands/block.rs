@@ -55,6 +55,14 @@ pub(super) fn register(reg: &mut Registry) {
             )
         },
     );
+    reg.add(
+        "block_set_io_throttle",
+        Flags::default(),
+        |m: Arc<Monitor>, a: BlockIoThrottleArgs| async move {
+            call(&m, |reply| BlockRequest::SetIoThrottle { args: Box::new(a), reply }).await?;
+            Ok::<_, QmpError>(Empty {})
+        },
+    );
     reg.add("transaction", Flags::default(), |m: Arc<Monitor>, a: TransactionArgs| async move {
         let mode = a.properties.and_then(|p| p.completion_mode).unwrap_or(ActionCompletionMode::Individual);
         if mode == ActionCompletionMode::Grouped

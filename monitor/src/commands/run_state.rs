@@ -38,6 +38,11 @@ pub(super) fn register(reg: &mut Registry) {
     for (name, request) in actions {
         reg.add(name, Flags::default(), move |m: Arc<Monitor>, _a: Empty| async move {
             m.control.call(request).await?;
+            if name == "quit" {
+                // The process is exiting: sessions write what they have (this reply included)
+                // and stop reading, so nothing after `quit` is answered, as with QEMU.
+                m.close();
+            }
             Ok::<_, QmpError>(Empty {})
         });
     }

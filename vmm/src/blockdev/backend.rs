@@ -15,6 +15,7 @@ use block::{BlockError, BlockNode};
 
 use super::drive::OnError;
 use super::stats::AcctStats;
+use super::throttle::Throttle;
 
 /// QEMU's BlockDeviceIoStatus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct BlockBackend {
     on_error: Mutex<(OnError, OnError)>,
     /// The device's I/O accounting (`query-blockstats`).
     acct: AcctStats,
+    /// I/O limits (`block_set_io_throttle`).
+    throttle: Throttle,
 }
 
 /// A device's capacity-change callback.
@@ -77,6 +80,7 @@ impl BlockBackend {
             resize_notify: Mutex::new(None),
             on_error: Mutex::new((OnError::Report, OnError::Enospc)),
             acct: AcctStats::default(),
+            throttle: Throttle::default(),
         }
     }
 
@@ -147,6 +151,10 @@ impl BlockBackend {
 
     pub fn acct(&self) -> &AcctStats {
         &self.acct
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// `(rerror, werror)`; QEMU's defaults are `report` and `enospc`.

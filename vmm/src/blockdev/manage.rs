@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use block::{Backing, BlockNode, Format, OpenOptions};
-use monitor::block::types::BlockResizeArgs;
+use monitor::block::types::{BlockIoThrottleArgs, BlockResizeArgs};
+use monitor::control::ControlError;
 
 use super::graph::{BlockGraph, NodeDriver, Parent};
 use super::jobs::{JobManager, error_text};
 use super::start::{blocker, reopen_rw};
+use super::throttle::{Bucket, ThrottleConfig};
 
 /// `blockdev-del` (`qmp_blockdev_del`). The caller holds the ops lock.
 pub fn blockdev_del(graph: &BlockGraph, jobs: &JobManager, name: &str) -> Result<(), String> {
@@ -134,5 +136,52 @@ fn commit_top(graph: &BlockGraph, jobs: &JobManager, top: &Arc<BlockNode>) -> Re
         top.make_unallocated(0, len).map_err(|e| error_text(&e))?;
         top.flush().map_err(|e| error_text(&e))?;
     }
+    Ok(())
+}
+
+/// `block_set_io_throttle` (QEMU's `qmp_block_set_io_throttle`): the drive by name (`device`)
+/// or by its device's id (`id`); all limits 0 turns throttling off. The group name defaults to
+/// the drive or device name; groups of several drives sharing one budget are not implemented:
+/// each drive has its own limits.
+pub fn set_io_throttle(graph: &BlockGraph, a: &BlockIoThrottleArgs) -> Result<(), ControlError> {
+    let backend = match (&a.device, &a.id) {
+        (Some(d), None) => graph.backend(d).ok_or_else(|| ControlError::DeviceNotFound(d.clone()))?,
+        (None, Some(id)) => {
+            let path = format!("/machine/peripheral/{id}/virtio-backend");
+            graph
+                .backends()
+                .into_iter()
+                .find(|b| b.attached_to().as_deref() == Some(path.as_str()))
+                .ok_or_else(|| ControlError::DeviceNotFound(id.clone()))?
+        }
+        _ => return Err(ControlError::Failed("Need exactly one of 'device' and 'id'".into())),
+    };
+    if graph.entry_of(&backend.root()).is_none() {
+        return Err(ControlError::Failed("Device has no medium".into()));
+    }
+    // QEMU stores the values as unsigned: a negative one is out of range.
+    let u = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
+    let bucket = |avg: i64, max: Option<i64>, len: Option<i64>| Bucket {
+        avg: u(avg),
+        max: max.map_or(0, u),
+        burst_length: len.map_or(1, u),
+    };
+    let cfg = ThrottleConfig {
+        buckets: [
+            bucket(a.bps, a.bps_max, a.bps_max_length),
+            bucket(a.bps_rd, a.bps_rd_max, a.bps_rd_max_length),
+            bucket(a.bps_wr, a.bps_wr_max, a.bps_wr_max_length),
+            bucket(a.iops, a.iops_max, a.iops_max_length),
+            bucket(a.iops_rd, a.iops_rd_max, a.iops_rd_max_length),
+            bucket(a.iops_wr, a.iops_wr_max, a.iops_wr_max_length),
+        ],
+        op_size: a.iops_size.map_or(0, u),
+    };
+    cfg.validate().map_err(ControlError::Failed)?;
+    let group = match backend.throttle().config() {
+        Some((_, current)) if a.group.is_none() => current,
+        _ => a.group.clone().or_else(|| a.device.clone()).or_else(|| a.id.clone()).unwrap_or_default(),
+    };
+    backend.throttle().set(Some((cfg, group)));
     Ok(())
 }

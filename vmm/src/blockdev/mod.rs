@@ -9,6 +9,7 @@
 //! | [`open`] | `blockdev-add`: opening a tree of node options |
 //! | [`query`] | `query-block`, `query-named-block-nodes` |
 //! | [`stats`] | I/O accounting of drives (device requests), `query-blockstats` |
+//! | [`throttle`] | I/O limits of drives (`block_set_io_throttle`): leaky buckets |
 //! | [`snapshot`] | `blockdev-snapshot-sync`, `blockdev-snapshot`, internal snapshots, their undo |
 //! | [`transaction`] | `transaction`: snapshot actions, all or none |
 //! | [`manage`] | `blockdev-del`, `block_resize`, HMP `commit` |
@@ -34,6 +35,7 @@ pub mod service;
 pub mod snapshot;
 pub mod start;
 pub mod stats;
+pub mod throttle;
 pub mod transaction;
 
 pub use backend::{BlockBackend, IoStatus};

@@ -2,10 +2,13 @@
 //! `BlockDeviceInfo` (`block/qapi.c`).
 
 use block::ImageInfo;
-use monitor::block::types::{BlockDeviceInfo, BlockDeviceIoStatus, BlockInfo, BlockdevCacheInfo};
+use monitor::block::types::{
+    BlockDeviceInfo, BlockDeviceIoStatus, BlockInfo, BlockdevCacheInfo, ThrottleInfo,
+};
 
 use super::backend::{BlockBackend, IoStatus};
 use super::graph::{BlockGraph, NodeDriver, NodeEntry};
+use super::throttle::ThrottleConfig;
 
 fn io_status(s: IoStatus) -> BlockDeviceIoStatus {
     match s {
@@ -66,9 +69,36 @@ pub fn node_info(e: &NodeEntry, flat: bool, writeback: bool) -> Result<BlockDevi
         iops_rd: 0,
         iops_wr: 0,
         image,
+        throttle: ThrottleInfo::default(),
         cache: BlockdevCacheInfo { writeback, direct: e.cache.direct, no_flush: e.cache.no_flush },
         write_threshold: 0,
     })
+}
+
+/// A drive's I/O limits in its `inserted` info, as QEMU's `bdrv_block_device_info` fills them.
+fn with_limits(info: &mut BlockDeviceInfo, cfg: &ThrottleConfig, group: String) {
+    let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    let b = &cfg.buckets;
+    (info.bps, info.bps_rd, info.bps_wr) = (v(b[0].avg), v(b[1].avg), v(b[2].avg));
+    (info.iops, info.iops_rd, info.iops_wr) = (v(b[3].avg), v(b[4].avg), v(b[5].avg));
+    let max = |i: usize| (b[i].max > 0).then(|| v(b[i].max));
+    let len = |i: usize| (b[i].max > 0).then(|| v(b[i].burst_length));
+    info.throttle = ThrottleInfo {
+        bps_max: max(0),
+        bps_rd_max: max(1),
+        bps_wr_max: max(2),
+        iops_max: max(3),
+        iops_rd_max: max(4),
+        iops_wr_max: max(5),
+        bps_max_length: len(0),
+        bps_rd_max_length: len(1),
+        bps_wr_max_length: len(2),
+        iops_max_length: len(3),
+        iops_rd_max_length: len(4),
+        iops_wr_max_length: len(5),
+        iops_size: (cfg.op_size > 0).then(|| v(cfg.op_size)),
+        group: Some(group),
+    };
 }
 
 /// `query-named-block-nodes`: every node, newest first.
@@ -80,7 +110,13 @@ pub fn named_nodes(graph: &BlockGraph, flat: bool) -> Result<Vec<BlockDeviceInfo
 pub fn drive_info(graph: &BlockGraph, b: &BlockBackend) -> Result<BlockInfo, String> {
     let root = b.root();
     let inserted = match graph.entry_of(&root) {
-        Some(e) => Some(node_info(&e, false, !b.writethrough())?),
+        Some(e) => {
+            let mut info = node_info(&e, false, !b.writethrough())?;
+            if let Some((cfg, group)) = b.throttle().config() {
+                with_limits(&mut info, &cfg, group);
+            }
+            Some(info)
+        }
         None => None,
     };
     let qdev = b.attached_to();

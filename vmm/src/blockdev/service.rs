@@ -135,6 +135,9 @@ impl Worker {
                 let _ops = g.lock_ops();
                 let _ = reply.send(snapshot::snapshot_delete_internal(g, jobs, &args).map_err(failed));
             }
+            BlockRequest::SetIoThrottle { args, reply } => {
+                let _ = reply.send(manage::set_io_throttle(g, &args));
+            }
             BlockRequest::Resize { args, reply } => {
                 let _ops = g.lock_ops();
                 let _ = reply.send(manage::block_resize(g, jobs, &args).map_err(failed));

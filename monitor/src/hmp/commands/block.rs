@@ -102,6 +102,14 @@ pub(super) const COMMANDS: &[HmpCommand] = &[
         sub_table: None,
     },
     HmpCommand {
+        names: "block_set_io_throttle",
+        args_type: "device:B,bps:l,bps_rd:l,bps_wr:l,iops:l,iops_rd:l,iops_wr:l",
+        params: "device bps bps_rd bps_wr iops iops_rd iops_wr",
+        help: "change I/O throttle limits for a block drive",
+        handler: block_set_io_throttle,
+        sub_table: None,
+    },
+    HmpCommand {
         names: "qemu-io",
         args_type: "qdev:-d,device:B,command:s",
         params: "[-d] [device] \"[command]\"",
@@ -310,6 +318,17 @@ fn block_resize(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
     })
 }
 
+/// `hmp_block_set_io_throttle`: the drive by name, the six average limits.
+fn block_set_io_throttle(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let mut a = json!({"device": text(&args, "device")});
+        for k in ["bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"] {
+            a[k] = args.get(k).cloned().unwrap_or(Value::from(0));
+        }
+        run(ctx, "block_set_io_throttle", a).await;
+    })
+}
+
 /// `hmp_qemu_io`: errors go to the monitor, qemu-io's own output to the process's stdout.
 fn qemu_io(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
     Box::pin(async move {
@@ -431,6 +450,28 @@ fn print_block_info(
     }
     if d.detect_zeroes.as_str() != "off" {
         out!(ctx, "    Detect zeroes:    {}\n", d.detect_zeroes.as_str());
+    }
+    if d.bps != 0 || d.bps_rd != 0 || d.bps_wr != 0 || d.iops != 0 || d.iops_rd != 0 || d.iops_wr != 0 {
+        let t = &d.throttle;
+        let z = |v: Option<i64>| v.unwrap_or(0);
+        out!(
+            ctx,
+            "    I/O throttling:   bps={} bps_rd={} bps_wr={} bps_max={} bps_rd_max={} bps_wr_max={} iops={} iops_rd={} iops_wr={} iops_max={} iops_rd_max={} iops_wr_max={} iops_size={} group={}\n",
+            d.bps,
+            d.bps_rd,
+            d.bps_wr,
+            z(t.bps_max),
+            z(t.bps_rd_max),
+            z(t.bps_wr_max),
+            d.iops,
+            d.iops_rd,
+            d.iops_wr,
+            z(t.iops_max),
+            z(t.iops_rd_max),
+            z(t.iops_wr_max),
+            z(t.iops_size),
+            t.group.as_deref().unwrap_or("")
+        );
     }
     if verbose {
         out!(ctx, "\nImages:\n");

@@ -59,6 +59,15 @@ impl Disk for BlockBackend {
     fn account(&self, kind: AcctType, outcome: AcctOutcome) {
         self.acct().account(kind, outcome);
     }
+    fn throttle(&self, is_write: bool, bytes: u64) {
+        BlockBackend::throttle(self).admit(is_write, bytes);
+    }
+    fn drain_begin(&self) {
+        BlockBackend::throttle(self).bypass_begin();
+    }
+    fn drain_end(&self) {
+        BlockBackend::throttle(self).bypass_end();
+    }
 }
 
 fn disk_error(e: block::BlockError) -> DiskError {
@@ -214,15 +223,20 @@ impl VirtioDevice for VirtioBlk {
     }
 
     fn reset(&mut self) {
+        self.disk.drain_begin();
         for mut w in self.workers.drain(..) {
             w.stop();
         }
+        self.disk.drain_end();
     }
 
+    /// Every request in flight completes first; those waiting on I/O limits go at once.
     fn pause(&mut self) {
+        self.disk.drain_begin();
         for w in &self.workers {
             w.pause();
         }
+        self.disk.drain_end();
     }
 
     fn resume(&mut self) {

@@ -57,6 +57,11 @@ pub trait Disk: Send + Sync {
     fn write_zeroes(&self, off: u64, len: u64) -> Result<(), DiskError>;
     /// Accounts one finished request (QEMU's `block_acct_*`); nothing by default.
     fn account(&self, _kind: AcctType, _outcome: AcctOutcome) {}
+    /// Waits for the drive's I/O limits before a read or write of `bytes`; none by default.
+    fn throttle(&self, _is_write: bool, _bytes: u64) {}
+    /// The device drains (VM pause): requests waiting on limits go at once until `drain_end`.
+    fn drain_begin(&self) {}
+    fn drain_end(&self) {}
 }
 
 /// A failed disk operation.
@@ -359,6 +364,12 @@ impl Executor {
     pub fn execute<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<Outcome, Fatal> {
         const OK: u8 = VIRTIO_BLK_S_OK as u8;
         let timer = AcctTimer::start();
+        match req.kind {
+            RequestType::In => disk.throttle(false, req.data_len()),
+            RequestType::Out => disk.throttle(true, req.data_len()),
+            RequestType::WriteZeroes => disk.throttle(true, acct_bytes(req, mem)),
+            _ => {}
+        }
         let served = self.serve(req, disk, mem);
         // QEMU's block_acct_*: once per request, GET_ID and unknown types not at all.
         let acct = |outcome| {
