@@ -64,6 +64,14 @@ fn run_vmm(dir: &Path, ops: &str, disk_args: &[&str]) -> String {
     out
 }
 
+/// A new empty image in `dir`, its format from the name's extension (`.raw` or `.qcow2`).
+fn new_image(dir: &Path, name: &str, size: &str) -> PathBuf {
+    let img = dir.join(name);
+    let format = if name.ends_with(".qcow2") { "qcow2" } else { "raw" };
+    tool("qemu-img", &["create", "-q", "-f", format, img.to_str().unwrap(), size]);
+    img
+}
+
 /// A paused vmm (`-S`) running the test guest, with QMP on `{dir}/qmp.sock`, plus `extra`.
 fn paused_vmm_with_qmp(extra: &[&str]) -> Server {
     let kernel = guest();
@@ -77,9 +85,8 @@ fn paused_vmm_with_qmp(extra: &[&str]) -> Server {
 fn drive_none_plus_device_with_serial() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
+    let img = new_image(dir.path(), "a.raw", "1M");
     let i = img.to_str().unwrap();
-    tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
     tool("qemu-io", &["-f", "raw", "-c", "write -P 0x3c 102400 4096", i]);
     let drive = format!("file={i},format=raw,if=none,id=disk0");
     let out = run_vmm(
@@ -130,9 +137,8 @@ fn drive_if_virtio_on_a_qcow2_overlay_and_hda() {
 fn blockdev_node_as_the_device_drive() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("n.qcow2");
+    let img = new_image(dir.path(), "n.qcow2", "1M");
     let i = img.to_str().unwrap();
-    tool("qemu-img", &["create", "-q", "-f", "qcow2", i, "1M"]);
     tool("qemu-io", &["-f", "qcow2", "-c", "write -P 0x3c 102400 4096", i]);
     let blockdev = format!("driver=qcow2,node-name=n0,file.driver=file,file.filename={i}");
     let out = run_vmm(
@@ -166,9 +172,8 @@ fn vmm_with_a_write_limit(
     ops: &str,
     drive_opts: &str,
 ) -> (Server, proto_tests::Conn, PathBuf, PathBuf) {
-    let img = dir.join("a.raw");
+    let img = new_image(dir, "a.raw", "1M");
     let i = img.to_str().unwrap();
-    tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
     let com1 = dir.join("com1.txt");
     let serial = format!("file:{}", com1.display());
     let append = format!("action=blk quiet ops={ops}");
@@ -387,9 +392,8 @@ fn guest_writes_during_a_stream_land_in_the_top() {
 fn blockstats_count_the_guests_requests() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
+    let img = new_image(dir.path(), "a.raw", "1M");
     let i = img.to_str().unwrap();
-    tool("qemu-img", &["create", "-q", "-f", "raw", i, "1M"]);
     let com1 = dir.path().join("com1.txt");
     let serial = format!("file:{}", com1.display());
     let drive = format!("file={i},format=raw,if=none,id=d0,discard=unmap");
@@ -453,9 +457,8 @@ fn blockstats_count_the_guests_requests() {
 fn io_limits_slow_the_guest_and_never_block_stop() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
+    let img = new_image(dir.path(), "a.raw", "4M");
     let i = img.to_str().unwrap();
-    tool("qemu-img", &["create", "-q", "-f", "raw", i, "4M"]);
     let com1 = dir.path().join("com1.txt");
     let serial = format!("file:{}", com1.display());
     let drive = format!("file={i},format=raw,if=none,id=d0");
@@ -507,8 +510,7 @@ fn io_limits_slow_the_guest_and_never_block_stop() {
 fn query_pci_and_info_pci() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
-    tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
+    let img = new_image(dir.path(), "a.raw", "1M");
     let drive = format!("file={},format=raw,if=none,id=d0", img.display());
     let mut s =
         paused_vmm_with_qmp(&["-drive", &drive, "-device", "virtio-blk-pci,drive=d0,id=vd0,addr=0x5"]);
@@ -577,8 +579,7 @@ fn query_pci_and_info_pci() {
 #[test]
 fn command_line_errors_are_qemus() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
-    tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
+    let img = new_image(dir.path(), "a.raw", "1M");
     let drive = format!("file={},format=raw,if=none,id=d0", img.display());
     let virtio = format!("file={},format=raw,if=virtio", img.display());
     let werror_bogus = format!("{drive},werror=bogus");
@@ -630,8 +631,7 @@ fn command_line_errors_are_qemus() {
 async fn typed_client_parses_query_pci() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.raw");
-    tool("qemu-img", &["create", "-q", "-f", "raw", img.to_str().unwrap(), "1M"]);
+    let img = new_image(dir.path(), "a.raw", "1M");
     let drive = format!("file={},format=raw,if=virtio", img.display());
     let mut vmm = paused_vmm_with_qmp(&["-drive", &drive]);
     drop(vmm.connect_unix("qmp.sock"));
