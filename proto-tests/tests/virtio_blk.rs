@@ -174,23 +174,8 @@ fn vmm_with_a_write_limit(
 ) -> (Server, proto_tests::Conn, PathBuf, PathBuf) {
     let img = new_image(dir, "a.raw", "1M");
     let i = img.to_str().unwrap();
-    let com1 = dir.join("com1.txt");
-    let serial = format!("file:{}", com1.display());
-    let append = format!("action=blk quiet ops={ops}");
     let drive = format!("file={i},format=raw,if=none,id=d0{drive_opts}");
-    let mut s = paused_vmm_with_qmp(&[
-        "-no-shutdown",
-        "-append",
-        &append,
-        "-serial",
-        &serial,
-        "-drive",
-        &drive,
-        "-device",
-        "virtio-blk-pci,drive=d0,id=vd0",
-    ]);
-    let mut c = s.connect_unix("qmp.sock");
-    c.negotiate();
+    let (s, mut c, com1) = guest_on_one_disk(dir, &drive, ops);
     tool("prlimit", &["--pid", &s.child.id().to_string(), "--fsize=65536:unlimited"]);
     let r = c.execute("query-block", None);
     assert_eq!(r["return"][0]["io-status"], "ok", "{r}");
@@ -274,12 +259,12 @@ fn qcow2_holds(image: &str, reads: &[&str]) {
     assert!(check.contains("No errors were found"), "{check}");
 }
 
-/// A paused vmm whose virtio-blk disk is the qcow2 `top`; the guest runs `ops` once `cont`ed.
-fn guest_on_a_chain(dir: &Path, top: &Path, ops: &str) -> (Server, proto_tests::Conn, PathBuf) {
+/// The test guest running `ops` on one virtio-blk disk (`-drive DRIVE` as `d0`, device `vd0`),
+/// paused (`-S`) and kept after power-off, its QMP negotiated; COM1 goes to `dir/com1.txt`.
+fn guest_on_one_disk(dir: &Path, drive: &str, ops: &str) -> (Server, proto_tests::Conn, PathBuf) {
     let com1 = dir.join("com1.txt");
     let serial = format!("file:{}", com1.display());
     let append = format!("action=blk quiet ops={ops}");
-    let drive = format!("file={},format=qcow2,if=none,id=d0", top.display());
     let mut s = paused_vmm_with_qmp(&[
         "-no-shutdown",
         "-append",
@@ -287,13 +272,18 @@ fn guest_on_a_chain(dir: &Path, top: &Path, ops: &str) -> (Server, proto_tests::
         "-serial",
         &serial,
         "-drive",
-        &drive,
+        drive,
         "-device",
         "virtio-blk-pci,drive=d0,id=vd0",
     ]);
     let mut c = s.connect_unix("qmp.sock");
     c.negotiate();
     (s, c, com1)
+}
+
+/// A paused vmm whose virtio-blk disk is the qcow2 `top`; the guest runs `ops` once `cont`ed.
+fn guest_on_a_chain(dir: &Path, top: &Path, ops: &str) -> (Server, proto_tests::Conn, PathBuf) {
+    guest_on_one_disk(dir, &format!("file={},format=qcow2,if=none,id=d0", top.display()), ops)
 }
 
 /// Guest writes while an active commit mirrors (READY), then the pivot: every write the guest
@@ -394,22 +384,9 @@ fn blockstats_count_the_guests_requests() {
     let dir = tempfile::tempdir().unwrap();
     let img = new_image(dir.path(), "a.raw", "1M");
     let i = img.to_str().unwrap();
-    let com1 = dir.path().join("com1.txt");
-    let serial = format!("file:{}", com1.display());
     let drive = format!("file={i},format=raw,if=none,id=d0,discard=unmap");
-    let mut s = paused_vmm_with_qmp(&[
-        "-no-shutdown",
-        "-append",
-        "action=blk quiet ops=w:8:8:a1,r:8:8:a1,r:0:1:00,f,d:64:8,r:4096:8:00",
-        "-serial",
-        &serial,
-        "-drive",
-        &drive,
-        "-device",
-        "virtio-blk-pci,drive=d0,id=vd0",
-    ]);
-    let mut c = s.connect_unix("qmp.sock");
-    c.negotiate();
+    let ops = "w:8:8:a1,r:8:8:a1,r:0:1:00,f,d:64:8,r:4096:8:00";
+    let (_s, mut c, com1) = guest_on_one_disk(dir.path(), &drive, ops);
     let r = c.execute("query-blockstats", None);
     assert_eq!(r["return"][0]["stats"]["rd_operations"], 0, "{r}");
     assert!(r["return"][0]["stats"].get("idle_time_ns").is_none(), "{r}");
@@ -459,25 +436,10 @@ fn io_limits_slow_the_guest_and_never_block_stop() {
     let dir = tempfile::tempdir().unwrap();
     let img = new_image(dir.path(), "a.raw", "4M");
     let i = img.to_str().unwrap();
-    let com1 = dir.path().join("com1.txt");
-    let serial = format!("file:{}", com1.display());
     let drive = format!("file={i},format=raw,if=none,id=d0");
     // 16 reads of 64 KiB: 1 MiB, which takes about 15 s at 64 KiB/s.
     let ops: Vec<String> = (0..16).map(|k| format!("r:{}:128:00", k * 128)).collect();
-    let append = format!("action=blk quiet ops={}", ops.join(","));
-    let mut s = paused_vmm_with_qmp(&[
-        "-no-shutdown",
-        "-append",
-        &append,
-        "-serial",
-        &serial,
-        "-drive",
-        &drive,
-        "-device",
-        "virtio-blk-pci,drive=d0,id=vd0",
-    ]);
-    let mut c = s.connect_unix("qmp.sock");
-    c.negotiate();
+    let (_s, mut c, com1) = guest_on_one_disk(dir.path(), &drive, &ops.join(","));
     let limit = |bps: i64| json!({"id": "vd0", "bps": bps, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0});
     assert_eq!(c.execute("block_set_io_throttle", Some(limit(64 << 10))), json!({"return": {}}));
     let r = c.execute("query-block", None);
