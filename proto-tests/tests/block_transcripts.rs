@@ -171,3 +171,8 @@ fn transaction() {
         tool("qemu-img", &["check", imgs.path().join(image).to_str().unwrap()]);
     }
 }
+
+#[test]
+fn drives() {
+    run("drives", &[]);
+}

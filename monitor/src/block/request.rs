@@ -78,6 +78,16 @@ pub enum BlockRequest {
         args: BlockdevSnapshotSyncArgs,
         reply: Reply<()>,
     },
+    /// HMP `drive_add`: `-drive` options at run time.
+    DriveAdd {
+        opts: String,
+        reply: Reply<()>,
+    },
+    /// HMP `drive_del`.
+    DriveDel {
+        id: String,
+        reply: Reply<()>,
+    },
     /// `block_set_io_throttle`.
     SetIoThrottle {
         args: Box<BlockIoThrottleArgs>,

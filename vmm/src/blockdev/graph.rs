@@ -293,6 +293,11 @@ impl BlockGraph {
     }
 
     /// A drive by its name (`drive0`, `virtio0`); anonymous drives have none.
+    /// Takes a drive out of the graph (its nodes go with the next garbage collection).
+    pub fn remove_backend(&self, backend: &Arc<BlockBackend>) {
+        self.lock().backends.retain(|b| !Arc::ptr_eq(b, backend));
+    }
+
     pub fn backend(&self, name: &str) -> Option<Arc<BlockBackend>> {
         self.lock().backends.iter().find(|b| !b.name().is_empty() && b.name() == name).cloned()
     }

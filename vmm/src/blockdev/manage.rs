@@ -6,6 +6,7 @@ use block::{Backing, BlockNode, Format, OpenOptions};
 use monitor::block::types::{BlockIoThrottleArgs, BlockResizeArgs};
 use monitor::control::ControlError;
 
+use super::drive::{DriveNamer, Interface};
 use super::graph::{BlockGraph, NodeDriver, Parent};
 use super::jobs::{JobManager, error_text};
 use super::start::{blocker, reopen_rw};
@@ -183,5 +184,45 @@ pub fn set_io_throttle(graph: &BlockGraph, a: &BlockIoThrottleArgs) -> Result<()
         _ => a.group.clone().or_else(|| a.device.clone()).or_else(|| a.id.clone()).unwrap_or_default(),
     };
     backend.throttle().set(Some((cfg, group)));
+    Ok(())
+}
+
+/// HMP `drive_add` (`hmp_drive_add`): `-drive` options at run time. Only `if=none` drives can be
+/// added (no device is hot-plugged); other interfaces get QEMU's answer with its interface
+/// number (IDE 1, virtio 7). Takes the ops lock (through `open_drive`).
+pub fn drive_add(graph: &BlockGraph, opts: &str) -> Result<(), String> {
+    let spec = DriveNamer::default().drive(opts)?;
+    match spec.interface {
+        Interface::None => {}
+        Interface::Ide => return Err("Can't hot-add drive to type 1".into()),
+        Interface::Virtio => return Err("Can't hot-add drive to type 7".into()),
+    }
+    if graph.backend(&spec.name).is_some() {
+        return Err(format!("Duplicate ID '{}' for drive", spec.name));
+    }
+    let backend = graph.open_drive(&spec)?;
+    backend.set_on_error(spec.rerror, spec.werror);
+    Ok(())
+}
+
+/// HMP `drive_del` (`hmp_drive_del`): removes a drive no device uses, once no job works on
+/// it; its nodes close unless the monitor added them. (QEMU also takes the medium away from a
+/// device; hot-unplug does not exist here, so a drive in use is refused.) The caller holds the
+/// ops lock.
+pub fn drive_del(graph: &BlockGraph, jobs: &JobManager, id: &str) -> Result<(), String> {
+    let backend = graph.backend(id).ok_or_else(|| format!("Device '{id}' not found"))?;
+    if let Some(e) = graph.entry_of(&backend.root())
+        && let Some(msg) = blocker(graph, jobs, &e, false)
+    {
+        return Err(msg);
+    }
+    if backend.attached_to().is_some() {
+        return Err(format!("Drive '{id}' is in use by a device (device hot-unplug is not supported)"));
+    }
+    if let Err(e) = backend.flush() {
+        tracing::warn!("drive_del {id}: flush: {e}");
+    }
+    graph.remove_backend(&backend);
+    graph.collect_garbage(&jobs.covered_nodes());
     Ok(())
 }

@@ -135,6 +135,14 @@ impl Worker {
                 let _ops = g.lock_ops();
                 let _ = reply.send(snapshot::snapshot_delete_internal(g, jobs, &args).map_err(failed));
             }
+            BlockRequest::DriveAdd { opts, reply } => {
+                // open_drive takes the ops lock itself.
+                let _ = reply.send(manage::drive_add(g, &opts).map_err(failed));
+            }
+            BlockRequest::DriveDel { id, reply } => {
+                let _ops = g.lock_ops();
+                let _ = reply.send(manage::drive_del(g, jobs, &id).map_err(failed));
+            }
             BlockRequest::SetIoThrottle { args, reply } => {
                 let _ = reply.send(manage::set_io_throttle(g, &args));
             }

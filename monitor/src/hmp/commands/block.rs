@@ -102,6 +102,22 @@ pub(super) const COMMANDS: &[HmpCommand] = &[
         sub_table: None,
     },
     HmpCommand {
+        names: "drive_add",
+        args_type: "node:-n,pci_addr:s,opts:s",
+        params: "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
+        help: "add drive to PCI storage controller",
+        handler: drive_add,
+        sub_table: None,
+    },
+    HmpCommand {
+        names: "drive_del",
+        args_type: "id:B",
+        params: "device",
+        help: "remove host block device",
+        handler: drive_del,
+        sub_table: None,
+    },
+    HmpCommand {
         names: "block_set_io_throttle",
         args_type: "device:B,bps:l,bps_rd:l,bps_wr:l,iops:l,iops_rd:l,iops_wr:l",
         params: "device bps bps_rd bps_wr iops iops_rd iops_wr",
@@ -326,6 +342,43 @@ fn block_set_io_throttle(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
             a[k] = args.get(k).cloned().unwrap_or(Value::from(0));
         }
         run(ctx, "block_set_io_throttle", a).await;
+    })
+}
+
+/// Runs a block request whose errors QEMU reports bare (`error_report`, no `Error: `).
+async fn bare(ctx: &mut Ctx, make: impl FnOnce(crate::control::Reply<()>) -> BlockRequest) -> bool {
+    match ctx.monitor.control.call(|reply| ControlRequest::Block(Box::new(make(reply)))).await {
+        Ok(()) => true,
+        Err(e) => {
+            out!(ctx, "{e}\n");
+            false
+        }
+    }
+}
+
+/// `hmp_drive_add`: `if=none` drives only (`-n`, adding a bare node, is not implemented).
+fn drive_add(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        if flag(&args, "node") {
+            out!(ctx, "drive_add -n is not supported (use blockdev-add)\n");
+            return;
+        }
+        let mut opts = text(&args, "opts").unwrap_or_default();
+        // The machine's default interface: `-machine none` has no controller, so `none`.
+        if ctx.monitor.config.machine_type == "none" && !opts.split(',').any(|kv| kv.starts_with("if=")) {
+            opts.push_str(",if=none");
+        }
+        if bare(ctx, |reply| BlockRequest::DriveAdd { opts, reply }).await {
+            out!(ctx, "OK\n");
+        }
+    })
+}
+
+/// `hmp_drive_del`.
+fn drive_del(ctx: &mut Ctx, args: Args) -> HandlerFuture<'_> {
+    Box::pin(async move {
+        let id = text(&args, "id").unwrap_or_default();
+        bare(ctx, |reply| BlockRequest::DriveDel { id, reply }).await;
     })
 }
 
