@@ -1,6 +1,6 @@
 //! Identity and machine queries: query-name, query-uuid, query-kvm, query-target,
 //! query-machines, query-current-machine, query-cpus-fast, query-memory-size-summary,
-//! query-iothreads, query-hotpluggable-cpus and query-balloon (no CPU hot-plug, no balloon:
+//! query-cpu-definitions (the models `-cpu` accepts), query-iothreads, query-hotpluggable-cpus and query-balloon (no CPU hot-plug, no balloon:
 //! QEMU's answers for a machine without them).
 
 use std::sync::Arc;
@@ -91,6 +91,33 @@ pub struct HotpluggableCpu {
     qom_path: Option<String>,
 }
 
+/// `CpuDefinitionInfo`: the models `-cpu` accepts here.
+#[derive(Debug, Serialize, Qapi)]
+pub struct CpuDefinitionInfo {
+    name: String,
+    #[serde(rename = "migration-safe")]
+    migration_safe: bool,
+    #[serde(rename = "static")]
+    is_static: bool,
+    #[serde(rename = "unavailable-features")]
+    unavailable_features: Vec<String>,
+    typename: String,
+    deprecated: bool,
+}
+
+/// `max` and `host`, as QEMU lists them; `host` needs KVM (not available with `-machine none`).
+fn cpu_definitions(kvm: bool) -> Vec<CpuDefinitionInfo> {
+    let def = |name: &str, unavailable: Vec<String>| CpuDefinitionInfo {
+        name: name.into(),
+        migration_safe: false,
+        is_static: false,
+        unavailable_features: unavailable,
+        typename: format!("{name}-x86_64-cpu"),
+        deprecated: false,
+    };
+    vec![def("max", Vec::new()), def("host", if kvm { Vec::new() } else { vec!["kvm".into()] })]
+}
+
 /// `BalloonInfo`.
 #[derive(Debug, Serialize, Qapi)]
 pub struct BalloonInfo {
@@ -159,6 +186,9 @@ pub(super) fn register(reg: &mut Registry) {
     // There is no balloon device: QEMU's answer without one.
     reg.add("query-balloon", Flags::default(), |_m, _a: Empty| async {
         Err::<BalloonInfo, _>(QmpError::device_not_active("No balloon device has been activated"))
+    });
+    reg.add("query-cpu-definitions", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
+        Ok::<_, QmpError>(cpu_definitions(m.config.kvm.enabled))
     });
     reg.add("query-cpus-fast", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
         Ok::<Vec<CpuInfoFast>, QmpError>(m.control.call(ControlRequest::QueryCpusFast).await?)
