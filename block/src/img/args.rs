@@ -103,12 +103,12 @@ impl Args {
     }
 }
 
-/// Splits a `-o` option string (`a=1,b=2`; `,,` escapes a comma).
-pub fn split_options(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+/// Splits QEMU's option syntax on single commas; `,,` is a literal comma (shared with the
+/// `vmm` command line).
+pub fn split_escaped(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
-    let mut parts = Vec::new();
     while let Some(c) = chars.next() {
         if c == ',' {
             if chars.peek() == Some(&',') {
@@ -122,6 +122,13 @@ pub fn split_options(s: &str) -> Vec<(String, String)> {
         }
     }
     parts.push(cur);
+    parts
+}
+
+/// Splits a `-o` option string (`a=1,b=2`; `,,` escapes a comma).
+pub fn split_options(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let parts = split_escaped(s);
     for p in parts.into_iter().filter(|p| !p.is_empty()) {
         match p.split_once('=') {
             Some((k, v)) => out.push((k.to_string(), v.to_string())),

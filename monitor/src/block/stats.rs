@@ -55,7 +55,7 @@ pub struct BlockStatsSpecific {
 
 /// `BlockStats`: a drive (with `device`) or a node, its protocol node (`parent`) and, for
 /// drives, its backing chain (`backing`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Qapi)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Qapi)]
 pub struct BlockStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,

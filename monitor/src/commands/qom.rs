@@ -133,7 +133,7 @@ fn chardev_type(filename: &str) -> &'static str {
         "chardev-stdio"
     } else if f == "null" {
         "chardev-null"
-    } else if f.starts_with("mux") || f == "mux" {
+    } else if f.starts_with("mux") {
         "chardev-mux"
     } else if f.starts_with("file") {
         "chardev-file"

@@ -28,24 +28,25 @@ pub(super) fn register(reg: &mut Registry) {
         Ok::<_, QmpError>(StatusInfo { running: status == RunState::Running, singlestep: false, status })
     });
     // Commands without arguments or return data that only ask the control loop for an action.
-    let actions: [(&'static str, MakeRequest); 5] = [
+    let actions: [(&'static str, MakeRequest); 4] = [
         ("stop", ControlRequest::Stop),
         ("cont", ControlRequest::Cont),
         ("system_reset", ControlRequest::SystemReset),
         ("system_powerdown", ControlRequest::SystemPowerdown),
-        ("quit", ControlRequest::Quit),
     ];
     for (name, request) in actions {
         reg.add(name, Flags::default(), move |m: Arc<Monitor>, _a: Empty| async move {
             m.control.call(request).await?;
-            if name == "quit" {
-                // The process is exiting: sessions write what they have (this reply included)
-                // and stop reading, so nothing after `quit` is answered, as with QEMU.
-                m.close();
-            }
             Ok::<_, QmpError>(Empty {})
         });
     }
+    reg.add("quit", Flags::default(), |m: Arc<Monitor>, _a: Empty| async move {
+        m.control.call(ControlRequest::Quit).await?;
+        // The process is exiting: sessions write what they have (this reply included) and stop
+        // reading, so nothing after `quit` is answered, as with QEMU.
+        m.close();
+        Ok::<_, QmpError>(Empty {})
+    });
     // No machine here has ACPI S3 (`wakeup-suspend-support: false` in query-current-machine),
     // so a guest is never suspended: QEMU's answer for such a machine.
     reg.add("system_wakeup", Flags::default(), |_m, _a: Empty| async {

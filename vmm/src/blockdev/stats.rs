@@ -132,15 +132,7 @@ fn as_i64(v: u64) -> i64 {
 
 /// A node's own statistics: `wr_highest_offset`, and for a file node its discard counters.
 fn node_stats(graph: &BlockGraph, e: &NodeEntry, with_backing: bool) -> BlockStats {
-    let mut s = BlockStats {
-        device: None,
-        qdev: None,
-        node_name: Some(e.name.clone()),
-        stats: BlockDeviceStats::default(),
-        driver_specific: None,
-        parent: None,
-        backing: None,
-    };
+    let mut s = BlockStats { node_name: Some(e.name.clone()), ..Default::default() };
     match e.driver {
         NodeDriver::File => {
             let f = e.node.file().stats();
@@ -170,18 +162,7 @@ fn node_stats(graph: &BlockGraph, e: &NodeEntry, with_backing: bool) -> BlockSta
 /// One drive: its counters over its top node's statistics, with the chain below.
 fn drive_stats(graph: &BlockGraph, b: &BlockBackend) -> BlockStats {
     let root = b.root();
-    let mut s = match graph.entry_of(&root) {
-        Some(e) => node_stats(graph, &e, true),
-        None => BlockStats {
-            device: None,
-            qdev: None,
-            node_name: None,
-            stats: BlockDeviceStats::default(),
-            driver_specific: None,
-            parent: None,
-            backing: None,
-        },
-    };
+    let mut s = graph.entry_of(&root).map(|e| node_stats(graph, &e, true)).unwrap_or_default();
     let wr_highest_offset = s.stats.wr_highest_offset;
     s.stats = BlockDeviceStats { wr_highest_offset, ..b.acct().snapshot() };
     s.device = Some(b.name().to_string());

@@ -10,7 +10,7 @@
 //! limit.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// QEMU's THROTTLE_VALUE_MAX.
@@ -141,6 +141,8 @@ impl Limits {
 #[derive(Default)]
 pub struct Throttle {
     limits: Mutex<Option<Limits>>,
+    /// Whether `limits` holds any: unthrottled drives (the usual case) skip the lock.
+    active: AtomicBool,
     bypass: AtomicUsize,
 }
 
@@ -156,6 +158,7 @@ impl Throttle {
             }
             _ => None,
         };
+        self.active.store(l.is_some(), Ordering::SeqCst);
     }
 
     /// The limits in force and their group, if any.
@@ -166,6 +169,9 @@ impl Throttle {
 
     /// Waits until a read or write of `bytes` may go, then counts it.
     pub fn admit(&self, is_write: bool, bytes: u64) {
+        if !self.active.load(Ordering::Relaxed) {
+            return;
+        }
         let (bps, ops) = if is_write { (BPS_WRITE, OPS_WRITE) } else { (BPS_READ, OPS_READ) };
         loop {
             let wait = {

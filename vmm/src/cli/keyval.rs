@@ -4,6 +4,8 @@
 //! key (`-machine pc` is `type=pc`, `-m 512` is `size=512`); a later bare word is a flag set to
 //! `on` (`server` in `unix:/x,server,nowait`), which callers can reject.
 
+use block::img::args::split_escaped;
+
 /// Parsed options in order of appearance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyVal {
@@ -38,27 +40,6 @@ impl KeyVal {
     pub fn unknown_key(&self, allowed: &[&str]) -> Option<&str> {
         self.items.iter().map(|(k, _)| k.as_str()).find(|k| !allowed.contains(k))
     }
-}
-
-/// Splits on single commas; `,,` is a literal comma.
-fn split_escaped(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push(',');
-            } else {
-                out.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
 }
 
 /// QEMU's boolean spellings.

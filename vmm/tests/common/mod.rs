@@ -4,9 +4,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vmm::machine::{GuestEvent, KvmMachine, MachineConfig, MachineError, SmpConfig};
@@ -14,33 +13,9 @@ use vmm::machine::{GuestEvent, KvmMachine, MachineConfig, MachineError, SmpConfi
 /// Guests are tiny but KVM here may be emulated: be generous.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Build guests/ into the test temp dir (once per test binary); panics with the build log.
-pub fn guests() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guests");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests");
-        let r = Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(&src)
-            .arg(format!("OUT={}", out.display()))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run make to build the test guests (install make and gcc): {e}")
-            });
-        assert!(
-            r.status.success(),
-            "building the test guests failed (needs gcc, GNU ld, objcopy):\n{}{}",
-            String::from_utf8_lossy(&r.stdout),
-            String::from_utf8_lossy(&r.stderr)
-        );
-        out
-    })
-}
-
+/// A test guest from guests/, built once per test binary (the proto-tests helper).
 pub fn guest(name: &str) -> PathBuf {
-    guests().join(name)
+    proto_tests::guest(name)
 }
 
 /// Fail clearly when this host cannot run VMs.

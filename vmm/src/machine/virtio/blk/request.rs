@@ -364,10 +364,10 @@ impl Executor {
     pub fn execute<M: GuestMemory>(&self, req: &Request, disk: &dyn Disk, mem: &M) -> Result<Outcome, Fatal> {
         const OK: u8 = VIRTIO_BLK_S_OK as u8;
         let timer = AcctTimer::start();
+        let bytes = acct_bytes(req, mem);
         match req.kind {
-            RequestType::In => disk.throttle(false, req.data_len()),
-            RequestType::Out => disk.throttle(true, req.data_len()),
-            RequestType::WriteZeroes => disk.throttle(true, acct_bytes(req, mem)),
+            RequestType::In => disk.throttle(false, bytes),
+            RequestType::Out | RequestType::WriteZeroes => disk.throttle(true, bytes),
             _ => {}
         }
         let served = self.serve(req, disk, mem);
@@ -377,7 +377,7 @@ impl Executor {
                 disk.account(kind, outcome);
             }
         };
-        let done = || AcctOutcome::Done { bytes: acct_bytes(req, mem), ns: timer.ns() };
+        let done = || AcctOutcome::Done { bytes, ns: timer.ns() };
         let (status, data_written) = match served {
             Ok(n) => {
                 acct(done());
